@@ -12,6 +12,7 @@ name, so any number of leading index columns is accepted (the SST test file
 has two of them).
 """
 import csv
+import numbers
 import os
 import warnings
 from dataclasses import dataclass
@@ -165,9 +166,9 @@ def make_batches(examples, batch_size, rng=None, sort_by_length=True, batches_pe
     ``sort_by_length`` the examples are sorted by length within chunks of
     ``batches_per_chunk`` batches, so each batch holds sentences of similar
     length and needs little padding, while chunking keeps enough randomness
-    for training. Only the very last batch can be smaller than ``batch_size``.
+    for training. At most one batch (the last one cut) is smaller than ``batch_size``.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     examples = list(examples)
     if rng is not None:

@@ -109,11 +109,12 @@ def dropout(x, p, training):
 
 
 # ---------------------------------------------------------------- lookup, linear
-def embedding(ids, weight):
+def embedding(ids, weight, padding_idx=None):
     """y = weight[ids]; ids: integer array (...), weight: (V, D), y: (..., D).
 
     dL/dweight = zeros (V, D) with each row of g added at its id (scatter-add, so an id
-    that occurs twice gets both rows).
+    that occurs twice gets both rows). The row ``padding_idx``, if given, gets no gradient:
+    padding is not a word to learn (BERT's [PAD] embedding stays as pretrained).
     """
     xp = backend.xp
     ids = ids.data if isinstance(ids, Tensor) else xp.asarray(ids)
@@ -121,6 +122,8 @@ def embedding(ids, weight):
     def backward(grad):
         full = xp.zeros_like(weight.data)
         xp.add.at(full, ids.reshape(-1), grad.reshape(-1, weight.shape[1]))
+        if padding_idx is not None:
+            full[padding_idx] = 0
         return (full,)
     return Tensor.from_op(weight.data[ids], (weight,), backward, "embedding")
 

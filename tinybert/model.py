@@ -18,7 +18,7 @@ class BertEmbeddings(Module):
 
     def __init__(self, config):
         dtype = config.dtype
-        self.word = Embedding(config.vocab_size, config.hidden_size, dtype=dtype)
+        self.word = Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id, dtype=dtype)
         self.position = Embedding(config.max_position_embeddings, config.hidden_size, dtype=dtype)
         self.token_type = Embedding(config.type_vocab_size, config.hidden_size, dtype=dtype)
         self.norm = LayerNorm(config.hidden_size, config.layer_norm_eps, dtype=dtype)
@@ -136,6 +136,9 @@ class BertModel(Module):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=False):
         input_ids = backend.xp.asarray(input_ids)
+        if input_ids.shape[1] > self.config.max_position_embeddings:
+            raise ValueError(f"input of {input_ids.shape[1]} tokens, but the model has only "
+                             f"{self.config.max_position_embeddings} positions: truncate it (max_len)")
         if token_type_ids is None:
             token_type_ids = backend.xp.zeros_like(input_ids)
         if attention_mask is None:

@@ -102,12 +102,13 @@ class LayerNorm(Module):
 
 
 class Embedding(Module):
-    def __init__(self, count, size, std=0.02, dtype=None):
+    def __init__(self, count, size, std=0.02, padding_idx=None, dtype=None):
         dtype = backend.xp.dtype(dtype or backend.xp.float32)
         self.weight = Parameter(_normal((count, size), std, dtype))
+        self.padding_idx = padding_idx
 
     def forward(self, ids):
-        return F.embedding(ids, self.weight)
+        return F.embedding(ids, self.weight, self.padding_idx)
 
 
 class Dropout(Module):

@@ -21,7 +21,8 @@ class AdamW:
         p   <- p - lr * m^ / (sqrt(v^) + eps)
 
     Decoupled means the decay shrinks p directly instead of being added to g, so it is not
-    rescaled by 1/sqrt(v^) (which in Adam-with-L2 would decay rarely-updated weights most).
+    rescaled by 1/sqrt(v^) (Adam with an L2 term in g decays weights with large gradients
+    less than the rest).
 
     params: a list of Tensors, or a list of param groups ``{"params": [...], "weight_decay": wd}``
         (a group without "weight_decay" gets the default), e.g. wd = 0 for biases and LayerNorm.
@@ -34,14 +35,12 @@ class AdamW:
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
         params = list(params)
-        if params and isinstance(params[0], dict):
-            self.param_groups = [{"params": list(group["params"]),
-                                  "weight_decay": group.get("weight_decay", weight_decay)}
-                                 for group in params]
-        else:
-            self.param_groups = [{"params": params, "weight_decay": weight_decay}]
-        # every parameter in group order: the order the names of state_arrays() refer to
-        self.params = [p for group in self.param_groups for p in group["params"]]
+        groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+        # every parameter in group order (the order the names of state_arrays() refer to),
+        # each with its group's weight decay
+        self.params = [p for group in groups for p in group["params"]]
+        self.weight_decays = [group.get("weight_decay", weight_decay)
+                              for group in groups for _ in group["params"]]
         self.lr = lr
         self.betas = betas
         self.eps = eps
@@ -59,24 +58,19 @@ class AdamW:
         beta1, beta2 = self.betas
         step_size = self.lr / (1.0 - beta1 ** t)               # lr / (1 - b1^t) folds in m^
         bias_correction2_sqrt = (1.0 - beta2 ** t) ** 0.5      # sqrt(v^) = sqrt(v) / this
-        index = 0
-        for group in self.param_groups:
-            decay = 1.0 - self.lr * group["weight_decay"]
-            for p in group["params"]:
-                m, v = self.exp_avg[index], self.exp_avg_sq[index]
-                index += 1
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if group["weight_decay"] != 0.0:
-                    g = g + group['weight_decay'] * p.data
-                m += (1.0 - beta1) * (g - m)        # = b1 m + (1-b1) g, written as torch's lerp
-                v *= beta2
-                v += (1.0 - beta2) * g * g
-                denominator = xp.sqrt(v)
-                denominator /= bias_correction2_sqrt
-                denominator += self.eps             # sqrt(v^) + eps
-                p.data -= step_size * m / denominator
+        for p, m, v, weight_decay in zip(self.params, self.exp_avg, self.exp_avg_sq, self.weight_decays):
+            if p.grad is None:
+                continue
+            g = p.grad
+            if weight_decay != 0.0:
+                p.data *= 1.0 - self.lr * weight_decay
+            m += (1.0 - beta1) * (g - m)        # = b1 m + (1-b1) g, written as torch's lerp
+            v *= beta2
+            v += (1.0 - beta2) * g * g
+            denominator = xp.sqrt(v)
+            denominator /= bias_correction2_sqrt
+            denominator += self.eps             # sqrt(v^) + eps
+            p.data -= step_size * m / denominator
 
     def zero_grad(self):
         """Forget every gradient (set to None), so the next backward() starts from nothing."""

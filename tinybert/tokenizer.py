@@ -29,7 +29,7 @@ def _read_config(folder: Path) -> dict:
         raise ValueError(f"{path}: not valid JSON ({error})") from None
 
 
-def _match_case_setting(backend: HFTokenizer, config: dict) -> None:
+def _match_case_setting(backend, config: dict) -> None:
     """Make a BERT normalizer lower-case (or not) as ``tokenizer_config.json`` says.
 
     ``transformers`` lets ``do_lower_case`` in the config override the
@@ -53,8 +53,8 @@ def _match_case_setting(backend: HFTokenizer, config: dict) -> None:
 class Tokenizer:
     """A BERT WordPiece tokenizer that encodes batches into NumPy arrays."""
 
-    def __init__(self, backend: HFTokenizer, config: dict):
-        """Wrap a ``tokenizers.Tokenizer``; ``config`` is kept for ``save``."""
+    def __init__(self, backend, config: dict):
+        """Wrap a ``tokenizers`` tokenizer; ``config`` is kept for ``save``."""
         self._backend = backend
         self._config = config
         pad_token = config.get("pad_token") or PAD_TOKEN
@@ -64,6 +64,7 @@ class Tokenizer:
         self.pad_token_id = backend.token_to_id(pad_token)
         if self.pad_token_id is None:
             raise ValueError(f"the vocabulary has no padding token {pad_token!r}")
+        self._pad_token = pad_token
         # A checkpoint's tokenizer.json may fix its own padding and truncation
         # (all-MiniLM pads everything to 128); encode() sets both itself.
         self._backend.no_padding()
@@ -83,7 +84,7 @@ class Tokenizer:
                 str(folder / "vocab.txt"),
                 lowercase=bool(config.get("do_lower_case", True)),
                 strip_accents=config.get("strip_accents"),
-            )._tokenizer
+            )
         else:
             raise FileNotFoundError(f"{folder}: no tokenizer.json or vocab.txt found")
         return cls(backend, config)
@@ -115,7 +116,7 @@ class Tokenizer:
             raise ValueError(f"max_length must exceed the {needed} special tokens, got {max_length}")
 
         self._backend.enable_truncation(max_length, strategy="longest_first")
-        self._backend.enable_padding(pad_id=self.pad_token_id, pad_token=self._backend.id_to_token(self.pad_token_id))
+        self._backend.enable_padding(pad_id=self.pad_token_id, pad_token=self._pad_token)
         inputs = sentences if pairs is None else list(zip(sentences, pairs))
         encodings = self._backend.encode_batch(inputs)
         return {
@@ -147,5 +148,5 @@ class Tokenizer:
             config["do_lower_case"] = normalizer["lowercase"]
             config["strip_accents"] = normalizer["strip_accents"]
         config.setdefault("tokenizer_class", "BertTokenizer")
-        config.setdefault("pad_token", self._backend.id_to_token(self.pad_token_id))
+        config.setdefault("pad_token", self._pad_token)
         (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
