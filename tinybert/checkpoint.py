@@ -1,0 +1,56 @@
+"""Training checkpoints: model parameters, AdamW moments, the SMART moving average, the
+random generators and the step, in one safetensors file (the JSON state rides in its
+metadata, so the whole checkpoint is written by one atomic rename), plus a readable copy of
+that state in ``state.json`` beside it."""
+import json
+import os
+
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import load_file
+
+from . import io
+
+
+def _optimizer_names(model, optimizer):
+    """The parameter names in the optimiser's own (param group) order."""
+    name_of = {id(p): name for name, p in model.named_parameters()}
+    return [name_of[id(p)] for p in optimizer.params]
+
+
+def save(folder, model, optimizer, proximal, state):
+    names = _optimizer_names(model, optimizer)
+    arrays = {f"model.{name}": p.data for name, p in model.named_parameters()}
+    arrays.update({f"adam.{k}": v for k, v in optimizer.state_arrays(names).items()})
+    if proximal is not None:
+        arrays.update({f"ema.{name}": array for name, array in proximal.average.items()})
+    text = json.dumps(state)
+    io.save_arrays(os.path.join(folder, "checkpoint.safetensors"), arrays, metadata={"state": text})
+    io.write_text(os.path.join(folder, "state.json"), json.dumps(state, indent=2))
+
+
+def load(folder):
+    """(arrays by group: {"model": {...}, "adam": {...}, "ema": {...}}, state dict)."""
+    path = os.path.join(folder, "checkpoint.safetensors")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no checkpoint to resume from")
+    try:
+        with safe_open(path, "np") as f:
+            state = json.loads(f.metadata()["state"])
+        tensors = load_file(path)
+    except (SafetensorError, KeyError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a tinybert checkpoint ({error})") from None
+    groups = {"model": {}, "adam": {}, "ema": {}}
+    for key, array in tensors.items():
+        group, name = key.split(".", 1)
+        groups[group][name] = array
+    return groups, state
+
+
+def restore(groups, state, model, optimizer, proximal, source):
+    model.load_state_dict(groups["model"], source=source)
+    optimizer.load_state_arrays(_optimizer_names(model, optimizer), groups["adam"], state["step"])
+    if proximal is not None:
+        if not groups["ema"]:
+            raise ValueError(f"{source}: the checkpoint has no SMART moving average (it was trained without --smart)")
+        for name in proximal.average:
+            proximal.average[name][...] = groups["ema"][name]

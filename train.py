@@ -1,0 +1,318 @@
+"""Train one BERT encoder on SST-5 sentiment, Quora paraphrase and STS-B similarity at once.
+
+    python train.py --task all --pcgrad --smart --cos          # the full recipe, data from $DATA_DIR
+    python train.py --task sst --epochs 1                      # one task alone
+    python train.py --task all --cos --data_dir tinybert/sample_data --epochs 3 --max_len 32   # make demo
+    python train.py ... --resume                               # continue runs/NAME/last
+    python -m tinybert.plot runs/all                           # draw the curves of a run
+
+Task sampling: every step takes one batch from each task being trained, in the order
+sst, para, sts. Each task cycles through its own training set, reshuffled (and bucketed by
+length) on every pass, so the smaller sets are seen more often than the larger. An epoch is
+``--steps_per_epoch`` steps, by default one pass over the largest training set; the dev sets
+are evaluated after each epoch and the best epoch (mean of the task metrics) is kept apart.
+
+The loss of a step is the sum of the task losses (plus SMART's terms with --smart). With
+--pcgrad the encoder's gradient is instead each task's gradient, projected off the others'
+where they conflict, summed; the heads keep their own task's gradient.
+
+Outputs in --out: metrics.jsonl (one JSON object per step and per evaluation), last/ and
+best/ checkpoints, and predictions/ in the CS224N names and columns.
+"""
+import argparse
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+from tinybert import backend, checkpoint, io, pcgrad
+from tinybert.data import default_data_dir, load_pairs, load_sst, make_batches
+from tinybert.model import BertModel
+from tinybert.multitask import TASKS, MultitaskBert, encode_batch
+from tinybert.optim import AdamW, clip_grad_norm, linear_warmup_decay
+from tinybert.progress import Progress
+from tinybert.smart import ProximalPoint, SmartConfig, smoothness_loss
+from tinybert.tensor import no_grad
+
+# Settings a checkpoint must share with the run that resumes it.
+RESUME_MUST_MATCH = ("task", "cos", "pcgrad", "smart", "batch_size", "max_len", "seed", "steps_per_epoch", "epochs")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--task", choices=["sst", "para", "sts", "all"], default="all")
+    p.add_argument("--pcgrad", action="store_true", help="project conflicting task gradients (PCGrad)")
+    p.add_argument("--smart", action="store_true", help="SMART adversarial + Bregman regularisation")
+    p.add_argument("--cos", action="store_true", help="STS as a bi-encoder with a cosine-similarity loss")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--steps_per_epoch", type=int, default=None, help="default: one pass over the largest training set")
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--warmup", type=float, default=0.06, help="fraction of all steps spent warming up")
+    p.add_argument("--weight_decay", type=float, default=0.01)
+    p.add_argument("--clip", type=float, default=1.0, help="global gradient-norm clip")
+    p.add_argument("--batch_size", type=int, default=32, help="per task and step")
+    p.add_argument("--hidden_dropout_prob", type=float, default=0.1, help="dropout before the task heads")
+    p.add_argument("--max_len", type=int, default=128)
+    p.add_argument("--seed", type=int, default=11711)
+    p.add_argument("--weights", default="weights/all-MiniLM-L6-v2", help="a converted (or Hugging Face) BERT folder")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--out", default=None, help="run folder (default runs/TASK)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last")
+    p.add_argument("--data_dir", default=default_data_dir(), help="folder of the CS224N files ($DATA_DIR)")
+    p.add_argument("--eval_batch_size", type=int, default=64)
+    for name, default in SmartConfig.__dataclass_fields__.items():
+        p.add_argument(f"--smart_{name}", type=type(default.default), default=default.default)
+    files = {"sst": ("ids-sst-train.csv", "ids-sst-dev.csv", "ids-sst-test-student.csv"),
+             "para": ("quora-train.csv", "quora-dev.csv", "quora-test-student.csv"),
+             "sts": ("sts-train.csv", "sts-dev.csv", "sts-test-student.csv")}
+    for task, (train, dev, test) in files.items():
+        p.add_argument(f"--{task}_train", default=None, help=f"default DATA_DIR/{train}")
+        p.add_argument(f"--{task}_dev", default=None, help=f"default DATA_DIR/{dev}")
+        p.add_argument(f"--{task}_test", default=None, help=f"default DATA_DIR/{test}")
+        p.add_argument(f"--{task}_dev_out", default=None, help=f"default OUT/predictions/{task}-dev-output.csv")
+        p.add_argument(f"--{task}_test_out", default=None, help=f"default OUT/predictions/{task}-test-output.csv")
+    args = p.parse_args(argv)
+    args.out = args.out or os.path.join("runs", args.task)
+    for task, names in files.items():
+        for split, name in zip(("train", "dev", "test"), names):
+            if getattr(args, f"{task}_{split}") is None:
+                setattr(args, f"{task}_{split}", os.path.join(args.data_dir, name))
+        for split in ("dev", "test"):
+            if getattr(args, f"{task}_{split}_out") is None:
+                setattr(args, f"{task}_{split}_out", os.path.join(args.out, "predictions", f"{task}-{split}-output.csv"))
+    return args
+
+
+# ---------------------------------------------------------------- data
+def load_task(task, path, labelled=True):
+    examples = load_sst(path, labelled) if task == "sst" else load_pairs(path, task, labelled)
+    if not examples:
+        raise ValueError(f"{path}: no usable rows")
+    return examples
+
+
+class BatchStream:
+    """Task t's batch at step s, as a pure function of (seed, t, s): pass p = s // n over the
+    training set uses the order drawn from a generator seeded by (seed, t, p). Resuming at a
+    step therefore needs nothing but the step."""
+
+    def __init__(self, task_index, examples, batch_size, seed):
+        self.task_index, self.examples, self.batch_size, self.seed = task_index, examples, batch_size, seed
+        self.count = math.ceil(len(examples) / batch_size)
+        self._pass, self._batches = None, None
+
+    def batch(self, step):
+        pass_index, position = divmod(step, self.count)
+        if pass_index != self._pass:
+            rng = np.random.default_rng([self.seed, self.task_index, pass_index])
+            self._pass, self._batches = pass_index, make_batches(self.examples, self.batch_size, rng)
+        return self._batches[position]
+
+
+# ---------------------------------------------------------------- evaluation
+def predict(model, task, examples, tokenizer, args):
+    """(ids, predictions, head outputs) over a dataset, in eval mode, without a graph."""
+    model.eval()
+    ids, predictions = [], []
+    with no_grad():
+        for chunk in make_batches(examples, args.eval_batch_size):
+            batch = encode_batch(task, chunk, tokenizer, args.max_len, args.cos)
+            ids += batch.ids
+            predictions.append(model.predictions(task, model(batch)))
+    model.train()
+    return ids, np.concatenate(predictions)
+
+
+def metric(task, examples, ids, predictions):
+    """SST and Quora: accuracy; STS: Pearson correlation."""
+    label_of = {e.id: e.label for e in examples}
+    labels = np.array([label_of[i] for i in ids], dtype=np.float64)
+    if task == "sts":
+        return float(np.corrcoef(predictions.astype(np.float64), labels)[0, 1])
+    return float((predictions == labels).mean())
+
+
+PREDICTION_HEADERS = {"sst": "Predicted_Sentiment", "para": "Predicted_Is_Paraphrase", "sts": "Predicted_Similiarity"}
+
+
+def write_predictions(path, task, ids, predictions):
+    """The CS224N prediction file: header 'id \\t Predicted_...', rows 'id , value'
+    (the header's spelling, 'Similiarity' included, is the course's)."""
+    lines = [f"id \t {PREDICTION_HEADERS[task]} \n"]
+    lines += [f"{i} , {p} \n" for i, p in zip(ids, predictions.tolist())]
+    io.write_text(path, "".join(lines))
+
+
+# ---------------------------------------------------------------- training
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def task_step(model, batch, args, smart_config, proximal):
+    """Forward one task batch, return (total loss Tensor, logged values)."""
+    embedded = model.embed(batch)
+    output = model.head_output(batch, embedded)
+    loss = model.loss(batch, output)
+    logged = {f"loss_{batch.task}": loss.item()}
+    total = loss
+    if smart_config is not None:
+        smoothness = smoothness_loss(model, batch, embedded, output, smart_config)
+        bregman = proximal.bregman_loss(model, batch, output)
+        total = total + smoothness * smart_config.lambda_s + bregman * smart_config.mu
+        logged.update({f"smart_{batch.task}": smoothness.item(), f"bregman_{batch.task}": bregman.item()})
+    return total, logged
+
+
+def parameter_groups(model, weight_decay):
+    """No weight decay on biases and LayerNorm parameters (the usual BERT recipe)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim == 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def train(args):
+    if args.device != "cpu":
+        backend.use_device(args.device)
+    backend.seed(args.seed)
+    tasks = list(TASKS) if args.task == "all" else [args.task]
+    from tinybert.tokenizer import Tokenizer
+    if not os.path.isdir(args.weights):
+        raise FileNotFoundError(f"{args.weights}: weights folder not found (run `make weights`, or pass --weights)")
+    tokenizer = Tokenizer.from_folder(args.weights)
+    train_sets = {t: load_task(t, getattr(args, f"{t}_train")) for t in tasks}
+    dev_sets = {t: load_task(t, getattr(args, f"{t}_dev")) for t in tasks}
+    streams = {t: BatchStream(TASKS.index(t), train_sets[t], args.batch_size, args.seed) for t in tasks}
+    args.steps_per_epoch = args.steps_per_epoch or max(s.count for s in streams.values())
+    total_steps = args.steps_per_epoch * args.epochs
+
+    model = MultitaskBert(BertModel.from_pretrained(args.weights), args.hidden_dropout_prob, args.cos)
+    model.train()
+    shared = [p for name, p in model.named_parameters() if name.startswith("bert.")]
+    optimizer = AdamW(parameter_groups(model, args.weight_decay), lr=args.lr)
+    smart_config = SmartConfig(**{k: getattr(args, f"smart_{k}") for k in SmartConfig.__dataclass_fields__}) if args.smart else None
+    proximal = ProximalPoint(model, smart_config.beta) if args.smart else None
+    pcgrad_rng = np.random.default_rng([args.seed, 99])
+
+    settings = {k: getattr(args, k) for k in RESUME_MUST_MATCH}
+    state = {"step": 0, "best_score": -math.inf, "best_epoch": None, "settings": settings}
+    last, best = os.path.join(args.out, "last"), os.path.join(args.out, "best")
+    if args.resume:
+        groups, state = checkpoint.load(last)
+        for key, value in settings.items():
+            if state["settings"].get(key) != value:
+                raise ValueError(f"{last}: checkpoint was trained with --{key}={state['settings'].get(key)}, "
+                                 f"this run has --{key}={value}")
+        checkpoint.restore(groups, state, model, optimizer, proximal, os.path.join(last, "checkpoint.safetensors"))
+        backend.rng().bit_generator.state = state["rng"]
+        pcgrad_rng.bit_generator.state = state["pcgrad_rng"]
+        print(f"resumed {last} at step {state['step']}", file=sys.stderr)
+    os.makedirs(args.out, exist_ok=True)
+    io.write_text(os.path.join(args.out, "args.json"), json.dumps(vars(args), indent=2))
+    log = open(os.path.join(args.out, "metrics.jsonl"), "a")
+
+    def save(folder):
+        state["rng"] = backend.rng().bit_generator.state
+        state["pcgrad_rng"] = pcgrad_rng.bit_generator.state
+        checkpoint.save(folder, model, optimizer, proximal, state)
+
+    interrupted = []
+    previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    progress = Progress(total_steps - state["step"], f"train {args.task}")
+    started = time.time() - state.get("seconds", 0.0)
+    try:
+        while state["step"] < total_steps:
+            step = state["step"]
+            optimizer.lr = linear_warmup_decay(step, total_steps, int(args.warmup * total_steps), args.lr)
+            record = {"type": "step", "step": step + 1, "epoch": step // args.steps_per_epoch + 1, "lr": optimizer.lr}
+            task_gradients = []
+            for task in tasks:
+                batch = encode_batch(task, streams[task].batch(step), tokenizer, args.max_len, args.cos)
+                loss, logged = task_step(model, batch, args, smart_config, proximal)
+                if not math.isfinite(loss.item()):
+                    raise TrainingDiverged(f"the loss of task {task!r} is {loss.item()} at step {step + 1}; "
+                                           f"stopped, the last good checkpoint in {last} is kept")
+                record.update(logged)
+                loss.backward()
+                if args.pcgrad and len(tasks) > 1:  # set this task's encoder gradient aside
+                    task_gradients.append([p.grad for p in shared])
+                    for p in shared:
+                        p.grad = None
+            if task_gradients:
+                flat = pcgrad.apply_pcgrad(shared, task_gradients, pcgrad_rng)
+                record.update(pcgrad.conflict_stats(flat, tasks))
+            record["grad_norm"] = clip_grad_norm(model.parameters(), args.clip)
+            optimizer.step()
+            optimizer.zero_grad()
+            if proximal is not None:
+                proximal.update(model)
+            state["step"] = step + 1
+            state["seconds"] = record["seconds"] = round(time.time() - started, 2)
+            log.write(json.dumps(record) + "\n")
+            progress.update(1, **{k: v for k, v in record.items() if k.startswith("loss_")})
+            if state["step"] % args.steps_per_epoch == 0:
+                evaluate_epoch(model, tasks, dev_sets, tokenizer, args, state, log, save, best)
+                save(last)
+            if interrupted:
+                save(last)
+                print(f"\ninterrupted: saved {last} at step {state['step']}; continue with --resume", file=sys.stderr)
+                return state
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        progress.close()
+        log.close()
+    write_all_predictions(model, tasks, dev_sets, tokenizer, args, best)
+    return state
+
+
+def evaluate_epoch(model, tasks, dev_sets, tokenizer, args, state, log, save, best):
+    epoch = state["step"] // args.steps_per_epoch
+    scores = {}
+    for task in tasks:
+        ids, predictions = predict(model, task, dev_sets[task], tokenizer, args)
+        scores[f"dev_{task}"] = metric(task, dev_sets[task], ids, predictions)
+    score = float(np.mean(list(scores.values())))
+    log.write(json.dumps({"type": "eval", "step": state["step"], "epoch": epoch, **scores, "dev_mean": score}) + "\n")
+    log.flush()
+    print("\nepoch " + str(epoch) + ": " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()), file=sys.stderr)
+    if score > state["best_score"]:
+        state["best_score"], state["best_epoch"] = score, epoch
+        save(best)
+
+
+def write_all_predictions(model, tasks, dev_sets, tokenizer, args, best):
+    """Dev and test predictions of the best epoch, in the CS224N files."""
+    if os.path.exists(os.path.join(best, "checkpoint.safetensors")):
+        groups, _ = checkpoint.load(best)
+        model.load_state_dict(groups["model"], source=best)
+    summary = {}
+    for task in tasks:
+        ids, predictions = predict(model, task, dev_sets[task], tokenizer, args)
+        summary[task] = metric(task, dev_sets[task], ids, predictions)
+        write_predictions(getattr(args, f"{task}_dev_out"), task, ids, predictions)
+        test_path = getattr(args, f"{task}_test")
+        if not os.path.exists(test_path):
+            print(f"no {task} test file at {test_path}: skipping its test predictions", file=sys.stderr)
+            continue
+        ids, predictions = predict(model, task, load_task(task, test_path, labelled=False), tokenizer, args)
+        write_predictions(getattr(args, f"{task}_test_out"), task, ids, predictions)
+    io.write_text(os.path.join(args.out, "dev_metrics.json"), json.dumps(summary, indent=2))
+    print("best dev: " + "  ".join(f"{k} {v:.4f}" for k, v in summary.items()), file=sys.stderr)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        train(args)
+    except (TrainingDiverged, FileNotFoundError, ValueError, KeyError) as error:
+        sys.exit(f"train.py: {error.args[0] if isinstance(error, KeyError) else error}")
+
+
+if __name__ == "__main__":
+    main()
