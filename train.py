@@ -157,12 +157,13 @@ class TrainingDiverged(RuntimeError):
 def task_step(model, batch, args, smart_config, proximal):
     """Forward one task batch, return (total loss Tensor, logged values)."""
     embedded = model.embed(batch)
+    dropout_rng = backend.snapshot_rng() if smart_config is not None else None
     output = model.head_output(batch, embedded)
     loss = model.loss(batch, output)
     logged = {f"loss_{batch.task}": loss.item()}
     total = loss
     if smart_config is not None:
-        smoothness = smoothness_loss(model, batch, embedded, output, smart_config)
+        smoothness = smoothness_loss(model, batch, embedded, output, smart_config, dropout_rng)
         bregman = proximal.bregman_loss(model, batch, output)
         total = total + smoothness * smart_config.lambda_s + bregman * smart_config.mu
         logged.update({f"smart_{batch.task}": smoothness.item(), f"bregman_{batch.task}": bregman.item()})
@@ -248,6 +249,9 @@ def train(args):
                 flat = pcgrad.apply_pcgrad(shared, task_gradients, pcgrad_rng)
                 record.update(pcgrad.conflict_stats(flat, tasks))
             record["grad_norm"] = clip_grad_norm(model.parameters(), args.clip)
+            if not math.isfinite(record["grad_norm"]):  # a NaN update would reach the next checkpoint
+                raise TrainingDiverged(f"the gradient norm is {record['grad_norm']} at step {step + 1}; "
+                                       f"stopped, the last good checkpoint in {last} is kept")
             optimizer.step()
             optimizer.zero_grad()
             if proximal is not None:

@@ -51,16 +51,21 @@ def parameters_frozen(model):
             p.requires_grad = flag
 
 
-def adversarial_perturbation(model, batch, embedded, clean_output, config):
+def adversarial_perturbation(model, batch, embedded, clean_output, config, dropout_rng=None):
     """The perturbations delta (one per segment, |delta|_inf <= epsilon) after T_x
-    normalised ascent steps on l_s(f(x), f(x + delta)). Arrays, not part of any graph."""
+    normalised ascent steps on l_s(f(x), f(x + delta)). Arrays, not part of any graph.
+
+    ``dropout_rng``: a snapshot of the generator taken just before the clean forward;
+    every perturbed forward replays it, so it drops the same units as the clean one and
+    l_s measures the effect of the perturbation, not the disagreement of two dropout masks.
+    """
     xp = backend.xp
     target = Tensor(clean_output.data)
     inputs = [x.data for x in embedded]
     deltas = [backend.rng().standard_normal(x.shape, dtype=x.dtype) * x.dtype.type(config.sigma) for x in inputs]
     for _ in range(config.steps):
         delta_tensors = [Tensor(d, requires_grad=True) for d in deltas]
-        with parameters_frozen(model):
+        with parameters_frozen(model), _replayed(dropout_rng):
             output = model.head_output(batch, [Tensor(x) + d for x, d in zip(inputs, delta_tensors)])
             model.divergence(batch.task, output, target).backward()
         deltas = []
@@ -70,11 +75,16 @@ def adversarial_perturbation(model, batch, embedded, clean_output, config):
     return deltas
 
 
-def smoothness_loss(model, batch, embedded, clean_output, config):
+def smoothness_loss(model, batch, embedded, clean_output, config, dropout_rng=None):
     """l_s(f(x), f(x~)) at the adversarial x~, differentiable in the parameters."""
-    deltas = adversarial_perturbation(model, batch, embedded, clean_output, config)
-    perturbed = model.head_output(batch, [ops.add(x, d) for x, d in zip(embedded, deltas)])
+    deltas = adversarial_perturbation(model, batch, embedded, clean_output, config, dropout_rng)
+    with _replayed(dropout_rng):
+        perturbed = model.head_output(batch, [ops.add(x, d) for x, d in zip(embedded, deltas)])
     return model.divergence(batch.task, clean_output, perturbed)
+
+
+def _replayed(dropout_rng):
+    return backend.replayed_rng(dropout_rng) if dropout_rng is not None else contextlib.nullcontext()
 
 
 class ProximalPoint:

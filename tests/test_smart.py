@@ -1,0 +1,241 @@
+"""SMART (Jiang et al. 2020): the smoothness-inducing adversarial regulariser, its gradient
+by float64 finite differences, the Bregman proximal point term and its moving average, and
+the divergences l_s, on a tiny float64 MultitaskBert (tinybert.gradcheck.tiny_bert)."""
+import contextlib
+
+import numpy as np
+import pytest
+
+from tinybert import backend, gradcheck
+from tinybert.multitask import MultitaskBert, TaskBatch
+from tinybert.smart import ProximalPoint, SmartConfig, adversarial_perturbation, smoothness_loss
+from tinybert.tensor import Tensor
+
+# token ids of tiny_bert's 11-word vocabulary; 0 is padding (the second row has two)
+IDS = np.array([[2, 5, 7, 3, 9], [2, 4, 3, 0, 0], [2, 6, 8, 10, 3]])
+OTHER_IDS = np.array([[2, 9, 9, 1, 3], [2, 7, 5, 6, 3], [2, 10, 3, 0, 0]])  # the bi-encoder's second sentences
+HEADS = {"sst": "sentiment_head", "para": "paraphrase_head", "sts": "similarity_head"}
+# (task, cos): the three divergences, and the bi-encoder's two segments
+CASES = [("sst", False), ("para", False), ("sts", False), ("sts", True)]
+
+
+def segment(ids):
+    return {"input_ids": ids, "attention_mask": (ids != 0).astype(np.int64), "token_type_ids": np.zeros_like(ids)}
+
+
+def batch_for(task, cos):
+    segments = [segment(IDS), segment(OTHER_IDS)] if task == "sts" and cos else [segment(IDS)]
+    return TaskBatch(task, ["a", "b", "c"], segments)
+
+
+def tiny_model(cos=False):
+    """float64, no dropout anywhere, every parameter (heads included) at unit scale so that
+    outputs, divergences and gradients are far from rounding noise."""
+    model = MultitaskBert(gradcheck.tiny_bert(), hidden_dropout_prob=0.0, cos=cos)
+    rng = np.random.default_rng(2)
+    for name, p in model.named_parameters():
+        if not name.startswith("bert."):
+            p.data = p.data + rng.standard_normal(p.shape) * 0.5
+    return model
+
+
+def used_parameters(model, task):
+    """The parameters the task's output depends on (not the pooler, not the other heads)."""
+    return [p for name, p in model.named_parameters()
+            if not name.startswith(("bert.pooler",) + tuple(HEADS.values())) or name.startswith(HEADS[task])]
+
+
+def smoothness(model, batch, config, seed=0):
+    """The SMART term from a fresh forward, with the ascent's start noise drawn from ``seed``."""
+    backend.seed(seed)
+    embedded = model.embed(batch)
+    return smoothness_loss(model, batch, embedded, model.head_output(batch, embedded), config)
+
+
+def numpy_symmetric_kl(logits_p, logits_q):
+    def log_softmax(z):
+        z = z - z.max(axis=-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    log_p, log_q = log_softmax(logits_p), log_softmax(logits_q)
+    return float(np.mean(np.sum((np.exp(log_p) - np.exp(log_q)) * (log_p - log_q), axis=-1)))
+
+
+# ---------------------------------------------------------------- smoothness term
+@pytest.mark.parametrize("task,cos", CASES)
+def test_smoothness_is_zero_for_a_model_that_ignores_its_input(task, cos):
+    # With the last LayerNorm's gain at 0 every token's final hidden state is that norm's
+    # bias, whatever the embeddings: the output ignores the input, so no perturbation can
+    # move it. Same model with the gain restored: clearly positive, so the zero is not vacuous.
+    model, batch = tiny_model(cos), batch_for(task, cos)
+    config = SmartConfig(sigma=1e-3, epsilon=0.1, eta=1.0)
+    assert smoothness(model, batch, config).item() > 1e-6
+    final_norm = model.bert.layers[-1].ffn_norm
+    final_norm.weight.data = np.zeros_like(final_norm.weight.data)
+    final_norm.bias.data = np.linspace(-1.0, 1.0, final_norm.bias.data.size)
+    assert smoothness(model, batch, config).item() == 0.0
+
+
+@pytest.mark.parametrize("task,cos", CASES)
+def test_smoothness_grows_with_epsilon(task, cos):
+    # the ascent (eta >> epsilon) ends at a corner of the box, so l_s grows like epsilon^2
+    # (l_s and its gradient vanish at delta = 0: second order): 100x epsilon, ~10^4x l_s
+    model, batch = tiny_model(cos), batch_for(task, cos)
+    values = [smoothness(model, batch, SmartConfig(sigma=1e-7, epsilon=epsilon, eta=1.0)).item()
+              for epsilon in (1e-5, 1e-3, 1e-2)]
+    assert 0.0 < values[0] < values[1] < values[2]
+    assert 0.25e4 < values[1] / values[0] < 4e4 and 0.25e2 < values[2] / values[1] < 4e2, values
+
+
+@pytest.mark.parametrize("task,cos", [("sst", False), ("para", False), ("sts", True)])
+def test_smoothness_gradient_matches_finite_differences(task, cos, monkeypatch):
+    # relative_error() evaluates the function under no_grad, but the ascent inside
+    # smoothness_loss needs a graph for d l_s / d delta: let those evaluations build one.
+    monkeypatch.setattr(gradcheck, "no_grad", contextlib.nullcontext)
+    model, batch = tiny_model(cos), batch_for(task, cos)
+    # eta >> epsilon: every perturbation entry that the output depends on ends at +-epsilon
+    # (asserted below), so delta is piecewise constant in the parameters and the analytic
+    # gradient, which treats delta as a constant, is the derivative finite differences see.
+    # Tolerance: gradcheck's own 1e-6. l_s is a difference of nearly equal outputs, so its
+    # rounding noise does not shrink with it: at epsilon = 1e-3 (l_s ~ 1e-7) the measured
+    # error was up to 9e-7, at epsilon = 1e-2 (l_s ~ 1e-5) it is at most 1.4e-7.
+    config = SmartConfig(sigma=1e-6, epsilon=1e-2, eta=1e4)
+    backend.seed(0)
+    embedded = model.embed(batch)
+    deltas = adversarial_perturbation(model, batch, embedded, model.head_output(batch, embedded), config)
+    for delta, s in zip(deltas, batch.segments):
+        assert np.all(np.abs(delta)[s["attention_mask"] == 1] == config.epsilon)
+
+    error = gradcheck.relative_error(lambda *params: smoothness(model, batch, config), used_parameters(model, task))
+    assert error < gradcheck.TOLERANCE
+
+
+@pytest.mark.parametrize("task,cos", CASES)
+def test_perturbation_stays_in_the_infinity_norm_ball(task, cos):
+    model, batch = tiny_model(cos), batch_for(task, cos)
+    # start noise far outside the ball, a few steps of varied size: the projection decides
+    for sigma, eta, steps in ((1.0, 1e-4, 1), (1e-6, 10.0, 3), (1e-3, 1e-3, 2)):
+        config = SmartConfig(sigma=sigma, epsilon=1e-3, eta=eta, steps=steps)
+        backend.seed(0)
+        embedded = model.embed(batch)
+        deltas = adversarial_perturbation(model, batch, embedded, model.head_output(batch, embedded), config)
+        assert len(deltas) == len(batch.segments)
+        for delta, x in zip(deltas, embedded):
+            assert delta.shape == x.shape and delta.dtype == x.data.dtype
+            assert np.abs(delta).max() <= config.epsilon
+
+
+@pytest.mark.parametrize("task,cos", CASES)
+def test_ascent_beats_a_random_corner(task, cos):
+    # the normalised ascent finds a worse perturbation than a random one of the same size
+    model, batch = tiny_model(cos), batch_for(task, cos)
+    config = SmartConfig(sigma=1e-6, epsilon=1e-2, eta=1.0)
+    backend.seed(0)
+    embedded = model.embed(batch)
+    clean = model.head_output(batch, embedded)
+    adversarial = adversarial_perturbation(model, batch, embedded, clean, config)
+    rng = np.random.default_rng(5)
+    random = [config.epsilon * np.sign(rng.standard_normal(x.shape)) for x in embedded]
+
+    def divergence(deltas):
+        output = model.head_output(batch, [Tensor(x.data + d) for x, d in zip(embedded, deltas)])
+        return model.divergence(task, clean, output).item()
+    assert divergence(adversarial) > 2 * divergence(random)
+
+
+# ---------------------------------------------------------------- Bregman proximal point
+@pytest.mark.parametrize("task,cos", CASES)
+def test_bregman_is_zero_at_the_start_and_positive_after_a_move(task, cos):
+    model, batch = tiny_model(cos), batch_for(task, cos)
+    model.train()
+    proximal = ProximalPoint(model, beta=0.9)  # theta~ = theta
+    assert proximal.bregman_loss(model, batch, model(batch)).item() == 0.0
+
+    rng = np.random.default_rng(3)
+    for p in model.parameters():
+        p.data = p.data + 0.05 * rng.standard_normal(p.shape)
+    moved = {name: p.data.copy() for name, p in model.named_parameters()}
+    loss = proximal.bregman_loss(model, batch, model(batch))
+    assert loss.item() > 1e-6
+    # the averaged weights were swapped out again, and the train mode kept
+    assert model.training and all(np.array_equal(p.data, moved[name]) for name, p in model.named_parameters())
+    loss.backward()  # the averaged model's output is a constant target: gradients reach theta only
+    assert all(p.grad is not None for p in used_parameters(model, task))
+
+
+def test_bregman_target_is_the_averaged_model():
+    # with theta~ moved back to the original weights, the term equals l_s between the moved
+    # model's output and the original model's output, computed independently
+    model, batch = tiny_model(), batch_for("sst", False)
+    original = model(batch).data
+    proximal = ProximalPoint(model, beta=0.9)
+    for p in model.parameters():
+        p.data = p.data * 1.1
+    output = model(batch)
+    assert proximal.bregman_loss(model, batch, output).item() == pytest.approx(
+        numpy_symmetric_kl(output.data, original), rel=1e-12)
+
+
+def test_proximal_update_is_an_exponential_moving_average():
+    model, beta = tiny_model(), 0.9
+    proximal = ProximalPoint(model, beta)
+    rng = np.random.default_rng(4)
+    average = {name: rng.standard_normal(p.shape) for name, p in model.named_parameters()}
+    for name in average:
+        proximal.average[name][...] = average[name]
+    for p in model.parameters():
+        p.data = rng.standard_normal(p.shape)
+    proximal.update(model)
+    for name, p in model.named_parameters():
+        expected = beta * average[name] + (1 - beta) * p.data  # theta~ <- beta theta~ + (1 - beta) theta
+        np.testing.assert_allclose(proximal.average[name], expected, rtol=1e-14, atol=1e-15, err_msg=name)
+        assert not np.shares_memory(proximal.average[name], p.data)  # a copy, not the live weights
+
+
+def test_proximal_average_starts_as_a_copy():
+    model = tiny_model()
+    proximal = ProximalPoint(model, beta=0.5)
+    before = {name: p.data.copy() for name, p in model.named_parameters()}
+    for p in model.parameters():
+        p.data += 1.0  # in place, as AdamW updates
+    for name, array in proximal.average.items():
+        assert np.array_equal(array, before[name]), name
+
+
+# ---------------------------------------------------------------- divergences l_s
+def test_divergence_sst_is_the_symmetric_kl():
+    rng = np.random.default_rng(6)
+    p, q = rng.standard_normal((4, 5)) * 2, rng.standard_normal((4, 5)) * 2
+    ours = MultitaskBert.divergence("sst", Tensor(p), Tensor(q)).item()
+    assert ours == pytest.approx(numpy_symmetric_kl(p, q), rel=1e-12)
+    assert ours == pytest.approx(MultitaskBert.divergence("sst", Tensor(q), Tensor(p)).item(), rel=1e-12)
+    assert MultitaskBert.divergence("sst", Tensor(p), Tensor(p + 3.0)).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_divergence_para_is_the_two_class_symmetric_kl():
+    # a logit z is P(duplicate) = sigmoid(z): KL between two Bernoullis, both ways, by hand
+    z1, z2 = np.array([-2.0, 0.0, 0.5, 3.0]), np.array([1.0, 0.0, -0.5, 2.5])
+    p, q = 1 / (1 + np.exp(-z1)), 1 / (1 + np.exp(-z2))
+    expected = np.mean((p - q) * (np.log(p) - np.log(q)) + ((1 - p) - (1 - q)) * (np.log(1 - p) - np.log(1 - q)))
+    assert MultitaskBert.divergence("para", Tensor(z1), Tensor(z2)).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_divergence_sts_is_the_squared_error():
+    a, b = np.array([0.5, 2.0, 4.5]), np.array([1.0, 2.0, 3.0])
+    assert MultitaskBert.divergence("sts", Tensor(a), Tensor(b)).item() == pytest.approx((0.25 + 0 + 2.25) / 3)
+
+
+def test_perturbed_forwards_replay_the_clean_dropout_masks():
+    # With dropout on, a perturbation of size 0 must give l_s = 0 when the perturbed
+    # forward replays the clean forward's masks; with fresh masks it would not.
+    model = MultitaskBert(gradcheck.tiny_bert(), hidden_dropout_prob=0.5, cos=False)
+    for layer in model.bert.layers:
+        layer.dropout.p = 0.3
+    model.train()
+    batch = batch_for("sst", False)
+    config = SmartConfig(sigma=0.0, epsilon=0.0)
+    backend.seed(0)
+    embedded = model.embed(batch)
+    snapshot = backend.snapshot_rng()
+    clean = model.head_output(batch, embedded)
+    assert smoothness_loss(model, batch, embedded, clean, config, snapshot).item() < 1e-20
+    assert smoothness_loss(model, batch, embedded, clean, config).item() > 1e-3   # fresh masks

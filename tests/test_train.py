@@ -1,0 +1,430 @@
+"""train.py end to end on the bundled sample, with a tiny random BERT so that a run takes
+well under a second: the full recipe, each task alone, exact resume after Ctrl-C, NaN
+handling, bad input, the metrics, and the plot of a run."""
+import json
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # train.py is a script at the repository root, not in the package
+    sys.path.insert(0, str(ROOT))
+
+import train  # noqa: E402
+from tinybert import backend, checkpoint  # noqa: E402
+from tinybert.data import SAMPLE_DATA_DIR, PairExample, SentenceExample, load_pairs, load_sst  # noqa: E402
+from tinybert.model import BertConfig, BertModel  # noqa: E402
+from tinybert.multitask import MultitaskBert  # noqa: E402
+from tinybert.optim import AdamW  # noqa: E402
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # [PAD] = 0 = BertConfig.pad_token_id
+HEADERS = {"sst": "id \t Predicted_Sentiment ", "para": "id \t Predicted_Is_Paraphrase ",
+           "sts": "id \t Predicted_Similiarity "}
+FILES = {"sst": ("ids-sst-dev.csv", "ids-sst-test-student.csv"),
+         "para": ("quora-dev.csv", "quora-test-student.csv"),
+         "sts": ("sts-dev.csv", "sts-test-student.csv")}
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory):
+    """A weights folder like weights/all-MiniLM-L6-v2 (config.json, model.safetensors,
+    vocab.txt) holding a random 2-layer BERT (hidden 32, 2 heads) whose WordPiece vocabulary
+    is every word of the sample data, so nothing tokenises to [UNK]."""
+    words = set()
+    for name in ("ids-sst-train.csv", "ids-sst-dev.csv", "ids-sst-test-student.csv"):
+        for example in load_sst(SAMPLE_DATA_DIR / name, labelled="test" not in name):
+            words.update(re.findall(r"\w+|[^\w\s]", example.sentence.lower()))
+    for task, prefix in (("para", "quora"), ("sts", "sts")):
+        for split in ("train", "dev", "test-student"):
+            for example in load_pairs(SAMPLE_DATA_DIR / f"{prefix}-{split}.csv", task, labelled=split != "test-student"):
+                words.update(re.findall(r"\w+|[^\w\s]", f"{example.sentence1} {example.sentence2}".lower()))
+    vocabulary = SPECIAL_TOKENS + sorted(words)
+    folder = tmp_path_factory.mktemp("weights") / "tiny-bert"
+    backend.seed(0)
+    config = BertConfig(vocab_size=len(vocabulary), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=37, max_position_embeddings=64)
+    BertModel(config).save_pretrained(str(folder))
+    (folder / "vocab.txt").write_text("".join(token + "\n" for token in vocabulary), encoding="utf-8")
+    return folder
+
+
+def arguments(weights, out, *extra, epochs=1):
+    return ["--weights", str(weights), "--data_dir", str(SAMPLE_DATA_DIR), "--out", str(out),
+            "--max_len", "32", "--batch_size", "8", "--steps_per_epoch", "3", "--epochs", str(epochs), *extra]
+
+
+def run(weights, out, *extra, epochs=1):
+    """train.py in-process, through train() (not main(), which turns errors into SystemExit);
+    returns the final training state."""
+    return train.train(train.parse_args(arguments(weights, out, *extra, epochs=epochs)))
+
+
+def records(out, kind):
+    lines = (Path(out) / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["type"] == kind]
+
+
+def read_predictions(path):
+    """(header line, [(id, value string)]) of a CS224N prediction file."""
+    header, *rows = Path(path).read_text().splitlines()
+    return header, [tuple(field.strip() for field in row.split(" , ")) for row in rows]
+
+
+def checkpoint_arrays(folder):
+    return load_file(str(Path(folder) / "checkpoint.safetensors"))
+
+
+def without_clock(record):
+    """A state or metrics record less its wall-clock time, the one thing a rerun changes."""
+    return {k: v for k, v in record.items() if k != "seconds"}
+
+
+def exit_message(error):
+    """The text sys.exit() was called with."""
+    return str(error.value.code)
+
+
+# ---------------------------------------------------------------- the full recipe
+@pytest.fixture(scope="module")
+def full_run(tiny_weights, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "all"
+    state = run(tiny_weights, out, "--task", "all", "--pcgrad", "--smart", "--cos", epochs=2)
+    return out, state
+
+
+def test_full_recipe_logs_every_term(full_run):
+    out, state = full_run
+    assert state["step"] == 6
+    steps = records(out, "step")
+    assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
+    expected = {"lr", "grad_norm", "conflict_fraction", "cos_sst_para", "cos_sst_sts", "cos_para_sts"}
+    for task in ("sst", "para", "sts"):
+        expected |= {f"loss_{task}", f"smart_{task}", f"bregman_{task}"}
+    for record in steps:
+        assert expected <= set(record), f"step {record['step']} lacks {sorted(expected - set(record))}"
+        assert all(np.isfinite(record[key]) for key in expected)
+        assert 0.0 <= record["conflict_fraction"] <= 1.0
+        assert all(-1.0 <= record[key] <= 1.0 for key in expected if key.startswith("cos_"))
+        assert record["smart_sst"] > 0 and record["bregman_sst"] > 0  # SMART's terms are really computed
+    assert steps[0]["lr"] > steps[-1]["lr"] > 0  # the schedule decays
+    evals = records(out, "eval")
+    assert [(r["epoch"], r["step"]) for r in evals] == [(1, 3), (2, 6)]
+    for record in evals:
+        assert 0.0 <= record["dev_sst"] <= 1.0 and 0.0 <= record["dev_para"] <= 1.0
+        assert -1.0 <= record["dev_sts"] <= 1.0
+        assert record["dev_mean"] == pytest.approx(np.mean([record[f"dev_{t}"] for t in ("sst", "para", "sts")]))
+
+
+def test_full_recipe_writes_checkpoints(full_run, tiny_weights):
+    out, state = full_run
+    for name in ("last", "best"):
+        groups, saved = checkpoint.load(out / name)
+        assert set(groups) == {"model", "adam", "ema"} and all(groups.values())
+        assert json.loads((out / name / "state.json").read_text()) == saved
+    assert checkpoint.load(out / "last")[1]["step"] == 6
+    assert checkpoint.load(out / "best")[1]["step"] == 3 * state["best_epoch"]
+    # the last checkpoint holds the trained model: it loads back and differs from the start
+    model = MultitaskBert(BertModel.from_pretrained(str(tiny_weights)), cos=True)
+    start = model.bert.embeddings.word.weight.data.copy()
+    model.load_state_dict(checkpoint.load(out / "last")[0]["model"])
+    assert not np.array_equal(model.bert.embeddings.word.weight.data, start)
+
+
+def test_full_recipe_writes_cs224n_predictions(full_run):
+    out, _ = full_run
+    for task, (dev_name, test_name) in FILES.items():
+        for split, name in (("dev", dev_name), ("test", test_name)):
+            labelled = split == "dev"
+            source = (load_sst(SAMPLE_DATA_DIR / name, labelled) if task == "sst"
+                      else load_pairs(SAMPLE_DATA_DIR / name, task, labelled))
+            header, rows = read_predictions(out / "predictions" / f"{task}-{split}-output.csv")
+            assert header == HEADERS[task]
+            assert sorted(i for i, _ in rows) == sorted(e.id for e in source), f"{task} {split}: ids"
+            values = np.array([float(v) for _, v in rows])
+            if task == "sst":
+                assert set(values) <= {0, 1, 2, 3, 4}
+            elif task == "para":
+                assert set(values) <= {0, 1}
+            else:
+                assert values.min() >= 0.0 and values.max() <= 5.0
+    dev_metrics = json.loads((out / "dev_metrics.json").read_text())
+    assert set(dev_metrics) == {"sst", "para", "sts"}
+
+
+def test_plot_draws_the_run(full_run, tmp_path):
+    from tinybert import plot
+    out, _ = full_run
+    png = tmp_path / "curves.png"
+    plot.main([str(out), "--out", str(png)])
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 10_000
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(full_run, tmp_path, monkeypatch):
+    from tinybert import plot
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    with pytest.raises(SystemExit) as error:
+        plot.main([str(full_run[0]), "--out", str(tmp_path / "curves.png")])
+    assert "pip install matplotlib" in exit_message(error)
+
+
+def test_plot_reports_a_folder_without_metrics(tmp_path):
+    from tinybert import plot
+    with pytest.raises(SystemExit) as error:
+        plot.main([str(tmp_path)])
+    assert "no metrics here" in exit_message(error)
+
+
+# ---------------------------------------------------------------- one task alone
+@pytest.mark.parametrize("task,cos", [("sst", False), ("sst", True), ("para", False), ("para", True),
+                                      ("sts", False), ("sts", True)])
+def test_one_task_alone(tiny_weights, tmp_path, task, cos):
+    state = run(tiny_weights, tmp_path, "--task", task, *(["--cos"] if cos else []))
+    assert state["step"] == 3
+    steps = records(tmp_path, "step")
+    assert len(steps) == 3
+    assert all(f"loss_{task}" in r and not any(k.startswith("loss_") and k != f"loss_{task}" for k in r) for r in steps)
+    assert not any(k.startswith(("cos_", "smart_", "conflict")) for r in steps for k in r)
+    assert {k for k in records(tmp_path, "eval")[0] if k.startswith("dev_")} == {f"dev_{task}", "dev_mean"}
+    assert sorted(os.listdir(tmp_path / "predictions")) == [f"{task}-dev-output.csv", f"{task}-test-output.csv"]
+    groups, _ = checkpoint.load(tmp_path / "last")
+    assert not groups["ema"]  # no SMART, no moving average saved
+    assert ("similarity_head.weight" in groups["model"]) == (not cos)
+
+
+# ---------------------------------------------------------------- Ctrl-C and resume
+def interrupt_after_optimizer_step(monkeypatch, count):
+    """Send this process a real SIGINT right after the ``count``-th AdamW step, as a
+    Ctrl-C during training would."""
+    real_step, calls = AdamW.step, []
+
+    def step(self):
+        real_step(self)
+        calls.append(1)
+        if len(calls) == count:
+            os.kill(os.getpid(), signal.SIGINT)
+    monkeypatch.setattr(AdamW, "step", step)
+
+
+def test_ctrl_c_then_resume_matches_an_uninterrupted_run(tiny_weights, tmp_path, monkeypatch, capfd):
+    recipe = ("--task", "all", "--pcgrad", "--smart", "--cos", "--hidden_dropout_prob", "0.1")
+    uninterrupted, resumed = tmp_path / "a", tmp_path / "b"
+    run(tiny_weights, uninterrupted, *recipe, epochs=2)
+
+    # stopped after step 4 (past the epoch-1 evaluation and best checkpoint), then resumed
+    handler = signal.getsignal(signal.SIGINT)
+    with monkeypatch.context() as patch:
+        interrupt_after_optimizer_step(patch, 4)
+        state = run(tiny_weights, resumed, *recipe, epochs=2)
+    assert state["step"] == 4
+    assert checkpoint.load(resumed / "last")[1]["step"] == 4
+    assert not (resumed / "predictions").exists()  # interrupted runs write no predictions
+    assert f"interrupted: saved {resumed / 'last'} at step 4; continue with --resume" in capfd.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is handler  # Ctrl-C behaves as before once train() returns
+
+    state = run(tiny_weights, resumed, *recipe, "--resume", epochs=2)
+    assert state["step"] == 6
+    assert f"resumed {resumed / 'last'} at step 4" in capfd.readouterr().err
+    # bit-identical: parameters, AdamW moments, SMART's moving average, RNG states, metrics
+    for name in ("last", "best"):
+        a, b = checkpoint_arrays(uninterrupted / name), checkpoint_arrays(resumed / name)
+        assert a.keys() == b.keys()
+        different = [key for key in a if not np.array_equal(a[key], b[key])]
+        assert not different, f"{name}: {len(different)} arrays differ, first {different[0]}"
+        assert without_clock(checkpoint.load(uninterrupted / name)[1]) == without_clock(checkpoint.load(resumed / name)[1])
+    for kind in ("step", "eval"):
+        assert [without_clock(r) for r in records(uninterrupted, kind)] == [without_clock(r) for r in records(resumed, kind)]
+    for task in ("sst", "para", "sts"):
+        for split in ("dev", "test"):
+            name = f"predictions/{task}-{split}-output.csv"
+            assert (uninterrupted / name).read_text() == (resumed / name).read_text()
+
+
+def test_ctrl_c_through_main_exits_normally(tiny_weights, tmp_path, monkeypatch):
+    interrupt_after_optimizer_step(monkeypatch, 1)
+    assert train.main(arguments(tiny_weights, tmp_path, "--task", "sst")) is None  # no SystemExit: status 0
+    assert checkpoint.load(tmp_path / "last")[1]["step"] == 1
+    assert [r["step"] for r in records(tmp_path, "step")] == [1]
+
+
+def test_resume_without_a_checkpoint(tiny_weights, tmp_path):
+    with pytest.raises(SystemExit) as error:
+        train.main(arguments(tiny_weights, tmp_path, "--task", "sst", "--resume"))
+    assert "no checkpoint to resume from" in exit_message(error)
+
+
+@pytest.mark.parametrize("flag", ["--cos", "--smart"])
+def test_resume_with_another_setting_names_it(tiny_weights, tmp_path, flag):
+    run(tiny_weights, tmp_path, "--task", "sts")
+    before = checkpoint_arrays(tmp_path / "last")
+    with pytest.raises(SystemExit) as error:
+        train.main(arguments(tiny_weights, tmp_path, "--task", "sts", flag, "--resume"))
+    message = exit_message(error)
+    assert f"trained with {flag}=False" in message and f"this run has {flag}=True" in message
+    after = checkpoint_arrays(tmp_path / "last")
+    assert all(np.array_equal(before[k], after[k]) for k in before)  # untouched
+
+
+# ---------------------------------------------------------------- divergence
+def nan_loss_at(monkeypatch, task, call, last_checkpoint):
+    """Make ``task``'s loss NaN at its ``call``-th evaluation (= step, one batch per step);
+    return a list that receives the bytes of ``last_checkpoint`` at that moment (None if absent)."""
+    real_loss, calls, seen = MultitaskBert.loss, [], []
+
+    def loss(self, batch, output):
+        value = real_loss(self, batch, output)
+        if batch.task == task:
+            calls.append(1)
+            if len(calls) == call:
+                seen.append(last_checkpoint.read_bytes() if last_checkpoint.exists() else None)
+                return value * float("nan")
+        return value
+    monkeypatch.setattr(MultitaskBert, "loss", loss)
+    return seen
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_weights, tmp_path, monkeypatch):
+    last = tmp_path / "last" / "checkpoint.safetensors"
+    seen = nan_loss_at(monkeypatch, "para", 5, last)  # step 5: after epoch 1 saved last/ at step 3
+    with pytest.raises(SystemExit) as error:
+        train.main(arguments(tiny_weights, tmp_path, "--task", "all", "--smart", epochs=2))
+    message = exit_message(error)
+    assert "'para'" in message and "nan" in message and "step 5" in message
+    assert seen[0] is not None and last.read_bytes() == seen[0]  # not rewritten after the NaN
+    groups, state = checkpoint.load(tmp_path / "last")
+    assert state["step"] == 3 and all(np.isfinite(a).all() for group in groups.values() for a in group.values())
+    # the log is complete up to the failure and still valid JSON lines
+    assert [r["step"] for r in records(tmp_path, "step")] == [1, 2, 3, 4]
+
+
+def test_nan_loss_before_any_checkpoint(tiny_weights, tmp_path, monkeypatch):
+    nan_loss_at(monkeypatch, "sst", 1, tmp_path / "last" / "checkpoint.safetensors")
+    with pytest.raises(SystemExit) as error:
+        train.main(arguments(tiny_weights, tmp_path, "--task", "sst"))
+    assert "'sst'" in exit_message(error) and "step 1" in exit_message(error)
+    assert not (tmp_path / "last").exists()
+
+
+def test_nan_gradient_with_a_finite_loss_stops_before_the_update(tiny_weights, tmp_path, monkeypatch):
+    # a gradient can overflow while the loss stays finite; the update must not write NaN
+    # into the parameters (which the epoch's save would then put in last/)
+    real_clip, calls = train.clip_grad_norm, []
+
+    def clip(params, max_norm):
+        params = list(params)
+        calls.append(1)
+        if len(calls) == 3:
+            params[0].grad = params[0].grad * np.float32("nan")
+        return real_clip(params, max_norm)
+    monkeypatch.setattr(train, "clip_grad_norm", clip)
+    with pytest.raises(SystemExit) as error:
+        train.main(arguments(tiny_weights, tmp_path, "--task", "sst"))
+    assert "gradient norm is nan at step 3" in exit_message(error)
+    assert not (tmp_path / "last").exists()  # epoch 1 (step 3) never completed
+
+
+# ---------------------------------------------------------------- bad input
+SST_HEADER = "\tid\tsentence\tsentiment\n"
+
+
+def sst_file(tmp_path, name, rows, header=SST_HEADER):
+    path = tmp_path / name
+    path.write_text(header + "".join(f"{i}\t{id_}\t{sentence}\t{label}\n" for i, (id_, sentence, label) in enumerate(rows)),
+                    encoding="utf-8")
+    return path
+
+
+def test_unknown_task_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as error:
+        train.parse_args(["--task", "nli"])
+    assert error.value.code == 2
+    assert "invalid choice: 'nli'" in capsys.readouterr().err
+
+
+def test_missing_weights_folder(tmp_path):
+    with pytest.raises(SystemExit) as error:
+        train.main(arguments(tmp_path / "no-such-weights", tmp_path / "out", "--task", "sst"))
+    assert "no-such-weights: weights folder not found" in exit_message(error)
+
+
+@pytest.mark.parametrize("keep,problem", [("config.json model.safetensors", "no tokenizer.json or vocab.txt found"),
+                                          ("config.json vocab.txt", "no model.safetensors here")])
+def test_incomplete_weights_folder(tiny_weights, tmp_path, keep, problem):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for name in keep.split():
+        (folder / name).write_bytes((tiny_weights / name).read_bytes())
+    with pytest.raises(SystemExit) as error:
+        train.main(arguments(folder, tmp_path / "out", "--task", "sst"))
+    assert problem in exit_message(error)
+
+
+@pytest.mark.parametrize("content,problem", [("", "file is empty"), (SST_HEADER, "no usable rows")])
+def test_empty_training_file(tiny_weights, tmp_path, content, problem):
+    path = tmp_path / "train.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(SystemExit) as error:
+        train.main(arguments(tiny_weights, tmp_path / "out", "--task", "sst", "--sst_train", str(path)))
+    assert str(path) in exit_message(error) and problem in exit_message(error)
+
+
+def test_a_bad_label_is_skipped_with_a_warning(tiny_weights, tmp_path):
+    rows = [(e.id, e.sentence, e.label) for e in load_sst(SAMPLE_DATA_DIR / "ids-sst-train.csv")[:20]]
+    path = sst_file(tmp_path, "train.csv", rows[:10] + [("bad", "A fine film.", "7")] + rows[10:])
+    with pytest.warns(UserWarning, match=r"skipped 1 malformed row.*first at line 12"):
+        state = run(tiny_weights, tmp_path / "out", "--task", "sst", "--sst_train", str(path))
+    assert state["step"] == 3
+    assert (tmp_path / "out" / "predictions" / "sst-dev-output.csv").exists()
+
+
+def test_sentences_that_tokenise_to_nothing(tiny_weights, tmp_path):
+    # blank sentences (and control characters, which BERT's normaliser deletes) encode as
+    # "[CLS] [SEP]": they must train, evaluate and get a prediction like any other
+    rows = [("blank", "   ", 2), ("control", "\x01\x02", 1), ("word", "The script is familiar.", 3)]
+    train_path = sst_file(tmp_path, "train.csv", rows)
+    dev_path = sst_file(tmp_path, "dev.csv", rows)
+    test_path = tmp_path / "test.csv"
+    test_path.write_text("\tid\tsentence\n0\tblank\t \n", encoding="utf-8")
+    pair_path = tmp_path / "sts.csv"
+    pair_path.write_text("\tid\tsentence1\tsentence2\tsimilarity\n0\tempty\t \tA man is slicing bread.\t1.0\n"
+                         "1\tboth\t\x01\t \t0.0\n2\tfull\tA girl is reading.\tA girl is reading a book.\t4.0\n",
+                         encoding="utf-8")
+    out = tmp_path / "out"
+    state = run(tiny_weights, out, "--task", "sst", "--sst_train", str(train_path), "--sst_dev", str(dev_path),
+                "--sst_test", str(test_path))
+    assert state["step"] == 3 and all(np.isfinite(r["loss_sst"]) for r in records(out, "step"))
+    assert {i for i, _ in read_predictions(out / "predictions" / "sst-dev-output.csv")[1]} == {"blank", "control", "word"}
+    assert [i for i, _ in read_predictions(out / "predictions" / "sst-test-output.csv")[1]] == ["blank"]
+    for cos in ([], ["--cos"]):  # the bi-encoder encodes an empty sentence alone
+        out = tmp_path / f"sts{len(cos)}"
+        state = run(tiny_weights, out, "--task", "sts", "--sts_train", str(pair_path), "--sts_dev", str(pair_path), *cos)
+        assert state["step"] == 3 and all(np.isfinite(r["loss_sts"]) for r in records(out, "step"))
+        assert len(read_predictions(out / "predictions" / "sts-dev-output.csv")[1]) == 3
+
+
+# ---------------------------------------------------------------- metrics
+def test_metric_accuracy_by_hand():
+    examples = [SentenceExample(f"e{i}", "s", label) for i, label in enumerate([0, 1, 2, 3])]
+    # predictions come in the batches' order, not the file's: matched to labels by id
+    ids = ["e3", "e0", "e2", "e1"]
+    assert train.metric("sst", examples, ids, np.array([3, 0, 2, 4])) == 0.75
+    pairs = [PairExample(f"p{i}", "a", "b", label) for i, label in enumerate([1.0, 0.0, 0.0, 1.0, 1.0])]
+    assert train.metric("para", pairs, ["p0", "p1", "p2", "p3", "p4"], np.array([1, 1, 0, 0, 1])) == 0.6
+
+
+def test_metric_pearson_by_hand():
+    pairs = [PairExample(f"p{i}", "a", "b", label) for i, label in enumerate([1.0, 3.0, 2.0, 4.0])]
+    ids = ["p0", "p1", "p2", "p3"]
+    # x = 1, 2, 3, 4; y = 1, 3, 2, 4: deviations (-1.5, -.5, .5, 1.5) and (-1.5, .5, -.5, 1.5),
+    # sum of products 4, sums of squares 5 and 5: r = 4 / 5 = 0.8
+    assert train.metric("sts", pairs, ids, np.array([1.0, 2.0, 3.0, 4.0], dtype=np.float32)) == pytest.approx(0.8)
+    assert train.metric("sts", pairs, ids, np.array([2.0, 6.0, 4.0, 8.0])) == pytest.approx(1.0)  # r ignores scale
+    assert train.metric("sts", pairs, ids[::-1], np.array([2.0, 6.0, 4.0, 8.0])[::-1]) == pytest.approx(1.0)
+    assert train.metric("sts", pairs, ids, -np.array([1.0, 3.0, 2.0, 4.0])) == pytest.approx(-1.0)

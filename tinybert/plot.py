@@ -1,0 +1,168 @@
+"""Draw the curves of a training run from its metrics.jsonl.
+
+    python -m tinybert.plot runs/all                   # writes runs/all/curves.png
+    python -m tinybert.plot runs/all --out curves.png
+
+Panels (each only when the run logged it): the training loss of each task, smoothed by a
+moving average; the dev metric of each task per epoch (accuracy for sst and para, Pearson
+correlation for sts); PCGrad's conflict fraction and the pairwise cosines of the task
+gradients; SMART's smoothness and Bregman terms; the learning rate.
+
+Needs matplotlib (``pip install matplotlib``), imported only when drawing.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+TASKS = ("sst", "para", "sts")
+
+
+def read_metrics(path):
+    """(step records, eval records) of a metrics.jsonl. A resumed run appends to the same
+    file, so a step logged twice keeps its latest record."""
+    steps, evals = {}, {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}, line {number}: not JSON ({error})") from None
+            (steps if record.get("type") == "step" else evals)[record["step"]] = record
+    return [steps[s] for s in sorted(steps)], [evals[s] for s in sorted(evals)]
+
+
+def moving_average(values, window):
+    """Mean of the last ``window`` values at each point (fewer at the start), so the curve
+    keeps its length and starts at the first value."""
+    values = np.asarray(values, dtype=np.float64)
+    if window <= 1 or values.size == 0:
+        return values
+    cumulative = np.concatenate([[0.0], np.cumsum(values)])
+    index = np.arange(1, values.size + 1)
+    start = np.maximum(index - window, 0)
+    return (cumulative[index] - cumulative[start]) / (index - start)
+
+
+def series(records, key):
+    """(steps, values) of the records that have ``key`` with a finite value."""
+    pairs = [(r["step"], r[key]) for r in records
+             if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    return [s for s, _ in pairs], [v for _, v in pairs]
+
+
+def keys_with_prefix(records, prefix):
+    """Every key starting with ``prefix`` in any record, in first-seen order."""
+    seen = {}
+    for record in records:
+        for key in record:
+            if key.startswith(prefix):
+                seen.setdefault(key, None)
+    return list(seen)
+
+
+def plot_run(run_dir, out=None, window=None):
+    """Draw RUN_DIR/metrics.jsonl to ``out`` (default RUN_DIR/curves.png); returns the path."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeError("plotting needs matplotlib: pip install matplotlib") from None
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no metrics here (is {run_dir} a training run folder?)")
+    steps, evals = read_metrics(path)
+    if not steps:
+        raise ValueError(f"{path}: no step records to plot")
+    out = out or os.path.join(run_dir, "curves.png")
+    window = window or max(1, len(steps) // 50)
+
+    panels = [("training loss" + (f" (moving average of {window} steps)" if window > 1 else ""),
+               lambda ax: _lines(ax, steps, [f"loss_{t}" for t in TASKS], window))]
+    panels.append(("dev metric (acc: sst, para; Pearson: sts)", lambda ax: _dev(ax, evals)))
+    pcgrad_keys = keys_with_prefix(steps, "cos_") + keys_with_prefix(steps, "conflict_fraction")
+    if pcgrad_keys:
+        panels.append(("PCGrad: gradient cosines, conflict fraction",
+                       lambda ax: _lines(ax, steps, pcgrad_keys, window, zero_line=True)))
+    smart_keys = keys_with_prefix(steps, "smart_") + keys_with_prefix(steps, "bregman_")
+    if smart_keys:
+        panels.append(("SMART: smoothness and Bregman terms",
+                       lambda ax: _lines(ax, steps, smart_keys, window, log_scale=True)))
+    panels.append(("learning rate", lambda ax: _lines(ax, steps, ["lr"], 1)))
+
+    columns = 2
+    rows = math.ceil(len(panels) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(6 * columns, 3.6 * rows), squeeze=False)
+    for ax, (title, draw) in zip(axes.flat, panels):
+        draw(ax)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    figure.suptitle(os.path.basename(os.path.normpath(run_dir)))
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+    return out
+
+
+def _lines(ax, records, keys, window, zero_line=False, log_scale=False):
+    drawn = False
+    for key in keys:
+        x, y = series(records, key)
+        if not x:
+            continue
+        ax.plot(x, moving_average(y, window), label=key, linewidth=1.2)
+        drawn = True
+        if log_scale and min(y) <= 0:
+            log_scale = False  # a zero term cannot go on a log axis
+    if zero_line:
+        ax.axhline(0.0, color="gray", linewidth=0.8)
+    if log_scale and drawn:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    if drawn:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+
+
+def _dev(ax, evals):
+    drawn = False
+    for task in TASKS:
+        x, y = series([{**r, "step": r["epoch"]} for r in evals], f"dev_{task}")
+        if x:
+            ax.plot(x, y, marker="o", label=f"dev_{task}")
+            drawn = True
+    ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    if drawn:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no evaluation yet", ha="center", va="center", transform=ax.transAxes)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tinybert.plot", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="a training run folder (holding metrics.jsonl)")
+    parser.add_argument("--out", default=None, help="the PNG to write (default RUN_DIR/curves.png)")
+    parser.add_argument("--window", type=int, default=None,
+                        help="moving-average window in steps (default: 1/50 of the run)")
+    args = parser.parse_args(argv)
+    try:
+        out = plot_run(args.run_dir, args.out, args.window)
+    except (OSError, ValueError, RuntimeError) as error:
+        sys.exit(f"plot: {error}")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
