@@ -114,3 +114,10 @@ def test_ops_keep_float32():
     y = F.gelu(ops.sqrt(x * 2.0 + 1) / 3.0).exp().mean()
     y.backward()
     assert y.dtype == np.float32 and x.grad.dtype == np.float32
+
+
+def test_leaf_gradient_is_a_writable_array():
+    x = Tensor(np.ones((2, 3)), requires_grad=True)
+    x.sum().backward()            # sum's backward hands back a read-only broadcast view
+    x.grad += 1.0
+    assert np.allclose(x.grad, 2.0)

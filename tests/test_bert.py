@@ -223,3 +223,11 @@ def test_sequence_longer_than_the_position_table_is_a_clear_error():
     model = BertModel.from_pretrained(FIXTURES / "tiny_bert_hf")
     with pytest.raises(ValueError, match="65 tokens.*64 positions"):
         model(np.ones((1, 65), np.int64))
+
+
+def test_a_dtype_key_in_a_hugging_face_config_is_ignored(tmp_path):
+    folder = _copy_fixture(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["dtype"] = "bfloat16"
+    (folder / "config.json").write_text(json.dumps(config))
+    assert BertModel.from_pretrained(folder).embeddings.word.weight.dtype == np.float32

@@ -47,7 +47,7 @@ class SelfAttention(Module):
     def forward(self, x, additive_mask):
         B, T, C = x.shape
         nh, hs = self.heads, C // self.heads
-        # the 1/sqrt(hs) scale is applied to q, a T times smaller array than the scores
+        # the 1/sqrt(hs) scale is applied to q, (B, nh, T, hs), smaller than the (B, nh, T, T) scores
         q = (self.query(x) * (1.0 / math.sqrt(hs))).reshape(B, T, nh, hs).permute(0, 2, 1, 3)  # (B, nh, T, hs)
         k = self.key(x).reshape(B, T, nh, hs).permute(0, 2, 3, 1)                              # (B, nh, hs, T)
         v = self.value(x).reshape(B, T, nh, hs).permute(0, 2, 1, 3)                            # (B, nh, T, hs)
@@ -109,7 +109,9 @@ class BertConfig:
                 raise KeyError(f"{path}: config is missing the key {name!r}")
         if values.get("hidden_act", "gelu") != "gelu":
             raise ValueError(f"{path}: hidden_act {values['hidden_act']!r} is not supported (only the exact 'gelu')")
-        config = cls(**{k: v for k, v in values.items() if k in fields})
+        # "dtype" is how tinybert computes, not a property of the checkpoint (recent
+        # transformers write their own "dtype" key, which must not leak in)
+        config = cls(**{k: v for k, v in values.items() if k in fields and k != "dtype"})
         if config.hidden_size % config.num_attention_heads:
             raise ValueError(f"{path}: hidden_size {config.hidden_size} is not a multiple of "
                              f"num_attention_heads {config.num_attention_heads}")

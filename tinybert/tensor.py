@@ -89,6 +89,8 @@ class Tensor:
             if node_grad is None:
                 continue
             if node._backward is None:  # a leaf
+                if not getattr(node_grad.flags, "writeable", True):  # e.g. a broadcast view from sum
+                    node_grad = node_grad.copy()
                 node.grad = node_grad if node.grad is None else node.grad + node_grad
                 continue
             for parent, parent_grad in zip(node._parents, node._backward(node_grad)):

@@ -1,0 +1,206 @@
+"""The course in docs/ is part of the code: its snippets run, its links lead somewhere, the
+functions it names exist, and every chapter ends with exercises.
+
+- Every fenced block opened with ```python run is executed, in order, one namespace per
+  chapter, with the repository root as working directory. Other ```python blocks are
+  illustrative and are not run.
+- Every relative link and image in docs/*.md must point at an existing file.
+- Every dotted name tinybert.module.attribute mentioned in docs/ must import and resolve.
+- Every test named as tests/test_x.py::test_name must exist.
+- Chapters 01..13 exist and each ends with an "Exercises" section of two or three items.
+- The figures are small PNGs, each drawn by docs/make_figures.py and shown by a chapter.
+"""
+import ast
+import importlib
+import importlib.util
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, data_dir
+
+DOCS = ROOT / "docs"
+CHAPTERS = sorted(DOCS.glob("[0-9][0-9]-*.md"))
+MARKDOWN = sorted(DOCS.glob("*.md"))
+FIGURE_LIMIT = 150 * 1024          # bytes: figures are committed, keep the repository light
+
+RUN_BLOCK = re.compile(r"^```python run[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
+FENCE = re.compile(r"^```.*?^```[ \t]*$", re.S | re.M)
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+DOTTED = re.compile(r"\btinybert(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+TRAIN_NAME = re.compile(r"`train\.(?!py\b)([A-Za-z_]\w*)")
+TEST_ID = re.compile(r"\b(tests/test_\w+\.py)::(\w+)")
+
+
+def run_blocks(path):
+    """[(line number of the block's first code line, code)] of the ```python run blocks."""
+    text = path.read_text(encoding="utf-8")
+    return [(text.count("\n", 0, match.start(1)) + 1, match.group(1)) for match in RUN_BLOCK.finditer(text)]
+
+
+# ---------------------------------------------------------------- the snippets run
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda path: path.name)
+def test_chapter_code_runs(chapter, monkeypatch):
+    """The chapter's runnable blocks, in order, in one namespace. Each block is compiled with
+    the chapter's file name and padded to its line number, so a traceback points at the line
+    of the .md file that failed."""
+    from tinybert import backend
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT))                 # `import train`, as from the repo root
+    monkeypatch.setenv("DATA_DIR", str(data_dir()))
+    backend.use_device("cpu")
+    backend.seed(0)
+    namespace = {"__name__": f"docs_{chapter.stem.replace('-', '_')}"}
+    for line, code in run_blocks(chapter):
+        exec(compile("\n" * (line - 1) + code, str(chapter), "exec"), namespace)
+
+
+def test_run_blocks_are_found():
+    """Guard against a fence typo silently turning a chapter's blocks illustrative: every
+    chapter runs something, and no fence carries an info string this file does not know."""
+    for chapter in CHAPTERS:
+        assert run_blocks(chapter), f"{chapter.name}: no ```python run block"
+    for path in MARKDOWN:
+        for block in FENCE.findall(path.read_text(encoding="utf-8")):
+            info = block.split("\n", 1)[0][3:].strip()
+            assert info in ("", "python", "python run", "text", "bash", "json"), f"{path.name}: fence info {info!r}"
+
+
+# ---------------------------------------------------------------- links and names
+def _links(path):
+    text = FENCE.sub("", path.read_text(encoding="utf-8"))     # code blocks hold no links
+    return [target for target in LINK.findall(text) if not re.match(r"[a-z]+:", target)]
+
+
+@pytest.mark.parametrize("path", MARKDOWN, ids=lambda path: path.name)
+def test_relative_links_exist(path):
+    for target in _links(path):
+        file = target.split("#", 1)[0]
+        if not file:                                          # an anchor in the same page
+            continue
+        assert not file.startswith("/"), f"{path.name}: absolute link {target}"
+        assert (path.parent / file).exists(), f"{path.name}: link to {target}, which does not exist"
+
+
+def resolve(dotted):
+    """Import the longest importable module prefix of ``dotted``, then getattr the rest."""
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:split]))
+        except ModuleNotFoundError:
+            continue
+        for attribute in parts[split:]:
+            obj = getattr(obj, attribute)
+        return obj
+    raise ModuleNotFoundError(dotted)
+
+
+def test_dotted_names_resolve():
+    names = {(path.name, name) for path in MARKDOWN for name in DOTTED.findall(path.read_text(encoding="utf-8"))}
+    assert len(names) > 40
+    unresolved = []
+    for file, name in sorted(names):
+        try:
+            resolve(name)
+        except (ImportError, AttributeError) as error:
+            unresolved.append(f"{file}: {name} ({error})")
+    assert not unresolved, "names in docs/ that do not exist:\n" + "\n".join(unresolved)
+
+
+def test_train_names_resolve(monkeypatch):
+    """Names of train.py's helpers, written `train.name` (as in `train.task_step`), exist too."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    import train
+    names = {name for path in MARKDOWN for name in TRAIN_NAME.findall(path.read_text(encoding="utf-8"))}
+    assert names, "expected the docs to name train.py's helpers"
+    missing = sorted(name for name in names if not hasattr(train, name))
+    assert not missing, f"train.py has no {missing}"
+
+
+def test_named_tests_exist():
+    for path in MARKDOWN:
+        for file, test in TEST_ID.findall(path.read_text(encoding="utf-8")):
+            source = (ROOT / file).read_text(encoding="utf-8")
+            assert re.search(rf"^def {test}\(", source, re.M), f"{path.name}: {file}::{test} does not exist"
+
+
+def test_no_machine_paths():
+    for path in MARKDOWN + [DOCS / "make_figures.py"]:
+        text = path.read_text(encoding="utf-8")
+        found = re.findall(r"(?<![\w.])/(?:home|work|Users|root|tmp)/\S*", text)
+        assert not found, f"{path.name}: machine-specific path {found[0]}"
+
+
+# ---------------------------------------------------------------- structure
+def test_chapters_01_to_13_exist_and_end_with_exercises():
+    numbers = [int(path.name[:2]) for path in CHAPTERS]
+    assert numbers == list(range(1, 14)), f"chapters found: {[p.name for p in CHAPTERS]}"
+    for path in CHAPTERS:
+        text = FENCE.sub("", path.read_text(encoding="utf-8"))
+        headings = re.findall(r"^## (.+)$", text, re.M)
+        assert headings and headings[-1].strip() == "Exercises", f"{path.name}: last section is not Exercises"
+        exercises = text[text.rindex("## Exercises"):]
+        items = re.findall(r"^\d+\. ", exercises, re.M)
+        assert 2 <= len(items) <= 3, f"{path.name}: {len(items)} exercises, expected 2 or 3"
+        assert exercises.count("*Check:*") == len(items), f"{path.name}: every exercise says how to check it"
+
+
+def test_table_of_contents_lists_every_chapter_in_order():
+    links = [target for target in _links(DOCS / "README.md") if re.match(r"\d\d-", target)]
+    assert links == [path.name for path in CHAPTERS]
+
+
+def test_every_chapter_links_the_code_it_explains():
+    for path in CHAPTERS:
+        assert any(t.startswith(("../tinybert/", "../train.py", "../tests/")) for t in _links(path)), path.name
+
+
+# ---------------------------------------------------------------- figures
+def _figures_drawn():
+    """The file names docs/make_figures.py writes (its FIGURES table), read without running it."""
+    tree = ast.parse((DOCS / "make_figures.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "FIGURES" for t in node.targets):
+            return {key.value for key in node.value.keys}
+    raise AssertionError("docs/make_figures.py has no FIGURES table")
+
+
+def test_figures_are_small_drawn_by_the_script_and_shown():
+    committed = {path.name for path in (DOCS / "figures").glob("*.png")}
+    assert committed == _figures_drawn(), "run `.venv/bin/python docs/make_figures.py` to redraw the figures"
+    shown = {Path(t).name for path in CHAPTERS for t in _links(path) if t.startswith("figures/")}
+    assert committed == shown, f"figures not shown by any chapter: {sorted(committed - shown)}"
+    for name in committed:
+        size = os.path.getsize(DOCS / "figures" / name)
+        assert size < FIGURE_LIMIT, f"docs/figures/{name} is {size // 1024} KB, over {FIGURE_LIMIT // 1024} KB"
+        assert (DOCS / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_illustrative_blocks_are_valid_python():
+    """Illustrative blocks are not run, but they should at least be valid Python."""
+    for path in MARKDOWN:
+        text = path.read_text(encoding="utf-8")
+        for match in re.finditer(r"^```python(?: run)?[ \t]*\n(.*?)^```", text, re.S | re.M):
+            try:
+                ast.parse(match.group(1))
+            except SyntaxError as error:
+                line = text.count("\n", 0, match.start(1)) + (error.lineno or 1)
+                pytest.fail(f"{path.name}, line {line}: {error.msg}")
+
+
+def test_figure_script_draws_every_figure(tmp_path, monkeypatch, capsys):
+    """docs/make_figures.py still runs against the current code (into a scratch folder: the
+    committed PNGs are left alone) and draws exactly its FIGURES, each within the size limit."""
+    monkeypatch.chdir(ROOT)
+    spec = importlib.util.spec_from_file_location("make_figures", DOCS / "make_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.OUTPUT = str(tmp_path)
+    for draw in module.FIGURES.values():
+        draw()
+    drawn = {path.name: path.stat().st_size for path in tmp_path.glob("*.png")}
+    assert set(drawn) == set(module.FIGURES) == _figures_drawn()
+    assert all(size < FIGURE_LIMIT for size in drawn.values()), drawn
