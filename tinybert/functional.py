@@ -28,12 +28,17 @@ def softmax(x, mask=None):
     dL/dx = y * (g - sum(g * y, last axis)).
     """
     xp = backend.xp
-    scores = x.data if mask is None else x.data + mask
-    out = xp.exp(scores - _last_axis_max(scores))
+    out = x.data + mask if mask is not None else x.data.copy()   # the scores, then y in place
+    out -= _last_axis_max(out)
+    xp.exp(out, out=out)
     out /= out.sum(axis=-1, keepdims=True)
 
     def backward(grad):
-        return (out * (grad - (grad * out).sum(axis=-1, keepdims=True)),)
+        grad_x = grad * out
+        row_sum = grad_x.sum(axis=-1, keepdims=True)
+        xp.subtract(grad, row_sum, out=grad_x)
+        grad_x *= out
+        return (grad_x,)
     return Tensor.from_op(out, (x,), backward, "softmax")
 
 
@@ -62,33 +67,47 @@ def layer_norm(x, weight, bias, eps=1e-12):
     dL/dweight = sum over rows of g * xhat,  dL/dbias = sum over rows of g.
     """
     xp = backend.xp
-    centred = x.data - x.data.mean(axis=-1, keepdims=True)
-    rstd = 1.0 / xp.sqrt((centred * centred).mean(axis=-1, keepdims=True) + eps)
-    normed = centred * rstd  # xhat
-    del centred
+    normed = x.data - x.data.mean(axis=-1, keepdims=True)                 # centred
+    rstd = 1.0 / xp.sqrt((normed * normed).mean(axis=-1, keepdims=True) + eps)
+    normed *= rstd                                                       # xhat
 
     def backward(grad):
-        rows = grad.reshape(-1, grad.shape[-1])
-        grad_weight = (rows * normed.reshape(rows.shape)).sum(axis=0)
-        grad_bias = rows.sum(axis=0)
-        grad_normed = grad * weight.data
-        grad_x = rstd * (grad_normed - grad_normed.mean(axis=-1, keepdims=True)
-                         - normed * (grad_normed * normed).mean(axis=-1, keepdims=True))
+        scratch = grad * normed
+        C = grad.shape[-1]
+        grad_weight = scratch.reshape(-1, C).sum(axis=0)
+        grad_bias = grad.reshape(-1, C).sum(axis=0)
+        grad_x = grad * weight.data                                      # dxhat
+        xp.multiply(grad_x, normed, out=scratch)
+        xp.multiply(normed, scratch.mean(axis=-1, keepdims=True), out=scratch)
+        grad_x -= grad_x.mean(axis=-1, keepdims=True)
+        grad_x -= scratch
+        grad_x *= rstd
         return grad_x, grad_weight, grad_bias
-    return Tensor.from_op(normed * weight.data + bias.data, (x, weight, bias), backward, "layer_norm")
+    out = normed * weight.data
+    out += bias.data
+    return Tensor.from_op(out, (x, weight, bias), backward, "layer_norm")
 
 
 def gelu(x):
     """y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), the exact GELU that BERT uses.
 
     dL/dx = g * (Phi(x) + x * phi(x)),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
+    Phi(x) is kept for backward; the arithmetic is in place on freshly made arrays.
     """
     xp = backend.xp
-    cdf = 0.5 * (1.0 + backend.erf(x.data * (1.0 / math.sqrt(2.0))))
+    cdf = backend.erf(x.data * (1.0 / math.sqrt(2.0)))
+    cdf += 1.0
+    cdf *= 0.5                                                   # Phi(x)
 
     def backward(grad):
-        pdf = xp.exp(-0.5 * x.data * x.data) * (1.0 / math.sqrt(2.0 * math.pi))
-        return (grad * (cdf + x.data * pdf),)
+        slope = x.data * x.data
+        slope *= -0.5
+        xp.exp(slope, out=slope)
+        slope *= x.data
+        slope *= 1.0 / math.sqrt(2.0 * math.pi)                  # x phi(x)
+        slope += cdf
+        slope *= grad
+        return (slope,)
     return Tensor.from_op(x.data * cdf, (x,), backward, "gelu")
 
 
@@ -96,16 +115,20 @@ def dropout(x, p, training):
     """Inverted dropout: in training, y = x * keep / (1 - p) with keep ~ Bernoulli(1 - p)
     drawn from the backend's seeded generator; in eval (or p = 0), y = x.
 
-    dL/dx = g * keep / (1 - p).
+    dL/dx = g * keep / (1 - p). ``keep`` is saved as booleans, a quarter of a float mask.
     """
     if not training or p == 0.0:
         return x
-    scale = x.data.dtype.type(1.0 / (1.0 - p))
-    keep_scaled = (backend.rng().random(x.shape, dtype=x.data.dtype) >= p) * scale
+    scale = 1.0 / (1.0 - p)
+    keep = backend.rng().random(x.shape, dtype=x.data.dtype) >= p
 
     def backward(grad):
-        return (grad * keep_scaled,)
-    return Tensor.from_op(x.data * keep_scaled, (x,), backward, "dropout")
+        grad_x = grad * keep
+        grad_x *= scale
+        return (grad_x,)
+    out = x.data * keep
+    out *= scale
+    return Tensor.from_op(out, (x,), backward, "dropout")
 
 
 # ---------------------------------------------------------------- lookup, linear

@@ -64,13 +64,20 @@ class AdamW:
             g = p.grad
             if weight_decay != 0.0:
                 p.data *= 1.0 - self.lr * weight_decay
-            m += (1.0 - beta1) * (g - m)        # = b1 m + (1-b1) g, written as torch's lerp
+            # in place, through one scratch array: the word embedding alone is 12M floats
+            scratch = xp.subtract(g, m)
+            scratch *= 1.0 - beta1
+            m += scratch                        # = b1 m + (1-b1) g, written as torch's lerp
             v *= beta2
-            v += (1.0 - beta2) * g * g
-            denominator = xp.sqrt(v)
+            xp.multiply(g, 1.0 - beta2, out=scratch)
+            scratch *= g
+            v += scratch                        # += (1-b2) g^2
+            denominator = xp.sqrt(v, out=scratch)
             denominator /= bias_correction2_sqrt
             denominator += self.eps             # sqrt(v^) + eps
-            p.data -= step_size * m / denominator
+            update = m * step_size
+            update /= denominator
+            p.data -= update                    # -= lr m^ / (sqrt(v^) + eps)
 
     def zero_grad(self):
         """Forget every gradient (set to None), so the next backward() starts from nothing."""
