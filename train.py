@@ -66,6 +66,7 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from OUT/last")
     p.add_argument("--data_dir", default=default_data_dir(), help="folder of the CS224N files ($DATA_DIR)")
     p.add_argument("--eval_batch_size", type=int, default=64)
+    p.add_argument("--save_every_minutes", type=float, default=15.0, help="also save OUT/last this often within an epoch")
     for name, default in SmartConfig.__dataclass_fields__.items():
         p.add_argument(f"--smart_{name}", type=type(default.default), default=default.default)
     files = {"sst": ("ids-sst-train.csv", "ids-sst-dev.csv", "ids-sst-test-student.csv"),
@@ -227,6 +228,7 @@ def train(args):
     previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
     progress = Progress(total_steps - state["step"], f"train {args.task}")
     started = time.time() - state.get("seconds", 0.0)
+    last_saved = time.time()
     try:
         while state["step"] < total_steps:
             step = state["step"]
@@ -259,10 +261,15 @@ def train(args):
             state["step"] = step + 1
             state["seconds"] = record["seconds"] = round(time.time() - started, 2)
             log.write(json.dumps(record) + "\n")
+            log.flush()
             progress.update(1, **{k: v for k, v in record.items() if k.startswith("loss_")})
             if state["step"] % args.steps_per_epoch == 0:
                 evaluate_epoch(model, tasks, dev_sets, tokenizer, args, state, log, save, best)
                 save(last)
+                last_saved = time.time()
+            elif time.time() - last_saved > 60 * args.save_every_minutes:  # a crash loses little
+                save(last)
+                last_saved = time.time()
             if interrupted:
                 save(last)
                 print(f"\ninterrupted: saved {last} at step {state['step']}; continue with --resume", file=sys.stderr)

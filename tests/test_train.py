@@ -428,3 +428,14 @@ def test_metric_pearson_by_hand():
     assert train.metric("sts", pairs, ids, np.array([2.0, 6.0, 4.0, 8.0])) == pytest.approx(1.0)  # r ignores scale
     assert train.metric("sts", pairs, ids[::-1], np.array([2.0, 6.0, 4.0, 8.0])[::-1]) == pytest.approx(1.0)
     assert train.metric("sts", pairs, ids, -np.array([1.0, 3.0, 2.0, 4.0])) == pytest.approx(-1.0)
+
+
+def test_last_checkpoint_is_also_saved_within_an_epoch(tiny_weights, tmp_path, monkeypatch):
+    # --save_every_minutes 0 saves last/ after every step: a failure at step 4 of a 5-step
+    # epoch still leaves the checkpoint of step 3 (without it there would be none at all)
+    nan_loss_at(monkeypatch, "sst", 4, tmp_path / "last" / "checkpoint.safetensors")
+    with pytest.raises(SystemExit):
+        train.main(arguments(tiny_weights, tmp_path, "--task", "sst", "--steps_per_epoch", "5",
+                             "--save_every_minutes", "0"))
+    _, state = checkpoint.load(tmp_path / "last")
+    assert state["step"] == 3
