@@ -203,7 +203,7 @@ def train(args):
     pcgrad_rng = np.random.default_rng([args.seed, 99])
 
     settings = {k: getattr(args, k) for k in RESUME_MUST_MATCH}
-    state = {"step": 0, "best_score": -math.inf, "best_epoch": None, "settings": settings}
+    state = {"step": 0, "best_score": None, "best_epoch": None, "best_scores": None, "settings": settings}
     last, best = os.path.join(args.out, "last"), os.path.join(args.out, "best")
     if args.resume:
         groups, state = checkpoint.load(last)
@@ -278,43 +278,44 @@ def train(args):
         signal.signal(signal.SIGINT, previous_handler)
         progress.close()
         log.close()
-    write_all_predictions(model, tasks, dev_sets, tokenizer, args, best)
+    write_all_predictions(model, tasks, tokenizer, args, state, best)
     return state
 
 
 def evaluate_epoch(model, tasks, dev_sets, tokenizer, args, state, log, save, best):
+    """Score the dev sets; on a new best (mean of the task metrics), keep the checkpoint in
+    best/ and write the dev prediction files from this very evaluation."""
     epoch = state["step"] // args.steps_per_epoch
-    scores = {}
+    scores, predictions = {}, {}
     for task in tasks:
-        ids, predictions = predict(model, task, dev_sets[task], tokenizer, args)
-        scores[f"dev_{task}"] = metric(task, dev_sets[task], ids, predictions)
+        predictions[task] = predict(model, task, dev_sets[task], tokenizer, args)
+        scores[task] = metric(task, dev_sets[task], *predictions[task])
     score = float(np.mean(list(scores.values())))
-    log.write(json.dumps({"type": "eval", "step": state["step"], "epoch": epoch, **scores, "dev_mean": score}) + "\n")
+    log.write(json.dumps({"type": "eval", "step": state["step"], "epoch": epoch,
+                          **{f"dev_{t}": v for t, v in scores.items()}, "dev_mean": score}) + "\n")
     log.flush()
-    print("\nepoch " + str(epoch) + ": " + "  ".join(f"{k} {v:.4f}" for k, v in scores.items()), file=sys.stderr)
-    if score > state["best_score"]:
-        state["best_score"], state["best_epoch"] = score, epoch
+    print("\nepoch " + str(epoch) + ": " + "  ".join(f"dev_{t} {v:.4f}" for t, v in scores.items()), file=sys.stderr)
+    if state["best_score"] is None or score > state["best_score"]:
+        state["best_score"], state["best_epoch"], state["best_scores"] = score, epoch, scores
+        for task, (ids, values) in predictions.items():
+            write_predictions(getattr(args, f"{task}_dev_out"), task, ids, values)
         save(best)
 
 
-def write_all_predictions(model, tasks, dev_sets, tokenizer, args, best):
-    """Dev and test predictions of the best epoch, in the CS224N files."""
-    if os.path.exists(os.path.join(best, "checkpoint.safetensors")):
-        groups, _ = checkpoint.load(best)
-        model.load_state_dict(groups["model"], source=best)
-    summary = {}
+def write_all_predictions(model, tasks, tokenizer, args, state, best):
+    """Test predictions of the best epoch in the CS224N files (its dev predictions were
+    written when it was evaluated), and its dev metrics in dev_metrics.json."""
+    groups, _ = checkpoint.load(best)
+    model.load_state_dict(groups["model"], source=best)
     for task in tasks:
-        ids, predictions = predict(model, task, dev_sets[task], tokenizer, args)
-        summary[task] = metric(task, dev_sets[task], ids, predictions)
-        write_predictions(getattr(args, f"{task}_dev_out"), task, ids, predictions)
         test_path = getattr(args, f"{task}_test")
         if not os.path.exists(test_path):
             print(f"no {task} test file at {test_path}: skipping its test predictions", file=sys.stderr)
             continue
         ids, predictions = predict(model, task, load_task(task, test_path, labelled=False), tokenizer, args)
         write_predictions(getattr(args, f"{task}_test_out"), task, ids, predictions)
-    io.write_text(os.path.join(args.out, "dev_metrics.json"), json.dumps(summary, indent=2))
-    print("best dev: " + "  ".join(f"{k} {v:.4f}" for k, v in summary.items()), file=sys.stderr)
+    io.write_text(os.path.join(args.out, "dev_metrics.json"), json.dumps(state["best_scores"], indent=2))
+    print("best dev: " + "  ".join(f"{k} {v:.4f}" for k, v in state["best_scores"].items()), file=sys.stderr)
 
 
 def main(argv=None):

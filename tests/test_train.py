@@ -225,7 +225,8 @@ def test_ctrl_c_then_resume_matches_an_uninterrupted_run(tiny_weights, tmp_path,
         state = run(tiny_weights, resumed, *recipe, epochs=2)
     assert state["step"] == 4
     assert checkpoint.load(resumed / "last")[1]["step"] == 4
-    assert not (resumed / "predictions").exists()  # interrupted runs write no predictions
+    assert not list((resumed / "predictions").glob("*-test-output.csv"))  # test predictions come at the end
+    assert not (resumed / "dev_metrics.json").exists()
     assert f"interrupted: saved {resumed / 'last'} at step 4; continue with --resume" in capfd.readouterr().err
     assert signal.getsignal(signal.SIGINT) is handler  # Ctrl-C behaves as before once train() returns
 

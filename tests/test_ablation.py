@@ -1,0 +1,186 @@
+"""tinybert.ablation on the bundled sample with test_train's tiny random BERT: every run is in
+results.json, results.md holds markdown_table of it, the mean ± std by hand, a rerun skips the
+finished runs, an interrupted run is resumed, and bad input is refused with a clear message."""
+import json
+import os
+import statistics
+
+import pytest
+from test_train import interrupt_after_optimizer_step, tiny_weights  # noqa: F401  (tiny_weights: a fixture)
+
+from tinybert import ablation
+from tinybert.data import SAMPLE_DATA_DIR
+
+import train  # noqa: E402  (importable once test_train or tinybert.ablation has put the repository root on sys.path)
+
+CONFIGS = ["baseline", "smart+pcgrad+cos"]  # the two ends of the table: no technique, all three
+
+
+def extra_arguments(weights):
+    return ["--weights", str(weights), "--data_dir", str(SAMPLE_DATA_DIR), "--max_len", "32", "--batch_size", "8"]
+
+
+def command(weights, out, *options, configs=CONFIGS, seeds=2):
+    return ["--out", str(out), "--seeds", str(seeds), "--configs", *configs, "--epochs", "1",
+            "--steps_per_epoch", "2", *options, "--", *extra_arguments(weights)]
+
+
+def recording_train(monkeypatch):
+    """Replace train.train by a recorder of each call's settings (which trains nothing)."""
+    calls = []
+    monkeypatch.setattr(train, "train", lambda args: calls.append(args))
+    return calls
+
+
+@pytest.fixture(scope="module")
+def ablation_run(tiny_weights, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("ablation")
+    ablation.main(command(tiny_weights, out))
+    return out
+
+
+def test_results_json_has_every_run_with_its_metrics(ablation_run):
+    results = json.loads((ablation_run / "results.json").read_text())
+    assert [(r["config"], r["seed"]) for r in results["runs"]] == [(c, s) for c in CONFIGS for s in (1, 2)]
+    for run in results["runs"]:
+        folder = ablation_run / run["config"] / f"seed{run['seed']}"
+        dev = json.loads((folder / "dev_metrics.json").read_text())
+        assert {m: run[m] for m in ("sst", "para", "sts")} == dev
+        records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        last_step = [r for r in records if r["type"] == "step"][-1]
+        assert last_step["step"] == 2 and run["seconds"] == last_step["seconds"] > 0
+        settings = json.loads((folder / "args.json").read_text())
+        assert settings["seed"] == run["seed"] and settings["steps_per_epoch"] == 2 and settings["max_len"] == 32
+        assert (settings["smart"], settings["pcgrad"], settings["cos"]) == ((run["config"] != "baseline"),) * 3
+    assert results["recipe"] == {"epochs": 1, "steps_per_epoch": 2, "batch_size": 8, "max_len": 32, "lr": 1e-4}
+    assert results["missing"] == []
+
+
+def test_results_md_holds_markdown_table_of_the_json(ablation_run):
+    results = json.loads((ablation_run / "results.json").read_text())
+    table = ablation.markdown_table(results)
+    assert table in (ablation_run / "results.md").read_text()
+    assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == ["| Baseline", "| SMART + GS + Cosine"]
+
+
+def hand_made(values):
+    """results.json's object for runs {config: [(sst, para, sts, seconds), ...]}."""
+    runs = [{"config": config, "seed": seed, "sst": sst, "para": para, "sts": sts, "seconds": seconds}
+            for config, rows in values.items() for seed, (sst, para, sts, seconds) in enumerate(rows, 1)]
+    return {"recipe": {}, "runs": runs, "missing": []}
+
+
+def test_summarise_mean_and_sample_std_by_hand():
+    results = hand_made({"smart+pcgrad": [(0.1, 0.5, -0.2, 60.0), (0.2, 0.5, 0.0, 120.0), (0.3, 0.5, 0.5, 180.0)],
+                         "baseline": [(0.25, 0.75, 0.0, 30.0), (0.35, 0.65, 0.1, 30.0)],
+                         "cos": [(0.4, 0.6, 0.7, None)]})
+    baseline, cos, both = ablation.summarise(results)  # in the table's order, not the JSON's
+    assert (baseline["config"], cos["config"], both["config"]) == ("baseline", "cos", "smart+pcgrad")
+    # seeds 0.1, 0.2, 0.3: mean 0.2, squared deviations 0.01 + 0 + 0.01 over n - 1 = 2: std 0.1
+    assert both["seeds"] == 3 and both["sst"] == pytest.approx(0.2) and both["sst_std"] == pytest.approx(0.1)
+    assert both["para_std"] == 0.0
+    # -0.2, 0.0, 0.5: mean 0.1, deviations -0.3, -0.1, 0.4: (0.09 + 0.01 + 0.16) / 2 = 0.13
+    assert both["sts"] == pytest.approx(0.1) and both["sts_std"] == pytest.approx(0.13 ** 0.5)
+    assert both["seconds"] == 120.0 and both["report"] == {"sst": 0.402, "para": 0.632, "sts": 0.054}
+    # two seeds 0.25, 0.35: std = |difference| / sqrt(2)
+    assert baseline["sst"] == pytest.approx(0.3) and baseline["sst_std"] == pytest.approx(0.1 / 2 ** 0.5)
+    assert cos["seeds"] == 1 and cos["sst_std"] is None and cos["seconds"] is None and cos["report"] is None
+    assert statistics.stdev([0.25, 0.35]) == pytest.approx(baseline["sst_std"])
+
+    lines = ablation.markdown_table(results).splitlines()
+    assert lines[0].startswith("| configuration |") and len(lines) == 2 + 3
+    assert lines[2] == "| Baseline | (none) | 2 | 0.300 ± 0.071 | 0.700 ± 0.071 | 0.050 ± 0.071 | 0.306 | 0.347 | 0.054 | 0.5 |"
+    assert lines[3] == "| +Cosine | `--cos` | 1 | 0.400 | 0.600 | 0.700 | — | — | — | — |"
+    assert lines[4] == ("| SMART + Gradient Surgery | `--smart --pcgrad` | 3 | 0.200 ± 0.100 | 0.500 ± 0.000 "
+                        "| 0.100 ± 0.361 | 0.402 | 0.632 | 0.054 | 2.0 |")
+
+
+def test_a_rerun_skips_the_finished_runs(ablation_run, monkeypatch, capsys):
+    calls = recording_train(monkeypatch)
+    before = {path: path.stat().st_mtime_ns for path in ablation_run.glob("*/seed*/dev_metrics.json")}
+    assert len(before) == 4
+    ablation.main(command("no-weights-needed", ablation_run))
+    assert calls == []
+    assert {path: path.stat().st_mtime_ns for path in before} == before
+    assert capsys.readouterr().err.count("finished earlier, skipped") == 4
+
+
+def test_an_interrupted_run_is_resumed(tiny_weights, tmp_path, monkeypatch):  # noqa: F811
+    # a run with last/ but no dev_metrics.json (stopped mid-way) continues with --resume;
+    # one with neither starts afresh
+    interrupted = tmp_path / "baseline" / "seed1"
+    (interrupted / "last").mkdir(parents=True)
+    (interrupted / "last" / "checkpoint.safetensors").write_bytes(b"")
+    calls = recording_train(monkeypatch)
+    completed, failed = ablation.run_all(str(tmp_path), ["baseline"], 1, 1, 2, extra_arguments(tiny_weights))
+    assert (completed, failed) == (False, [])  # the recorder writes no dev_metrics.json: taken for a Ctrl-C
+    assert len(calls) == 1 and calls[0].resume and calls[0].out == str(interrupted)
+    assert (calls[0].seed, calls[0].steps_per_epoch, calls[0].task) == (1, 2, "all")
+
+    calls.clear()
+    completed, failed = ablation.run_all(str(tmp_path), ["cos"], 1, 1, 2, extra_arguments(tiny_weights))
+    assert (completed, failed) == (False, [])
+    assert len(calls) == 1 and not calls[0].resume and calls[0].cos and not calls[0].smart
+
+
+def test_ctrl_c_stops_the_ablation_and_a_rerun_resumes(tiny_weights, tmp_path, monkeypatch, capfd):  # noqa: F811
+    # the real thing: Ctrl-C after step 3 of 4 (train.py saves last/ and returns), then the same command
+    folder = tmp_path / "baseline" / "seed1"
+    with monkeypatch.context() as patch:
+        interrupt_after_optimizer_step(patch, 3)
+        completed, failed = ablation.run_all(str(tmp_path), ["baseline", "cos"], 1, 2, 2, extra_arguments(tiny_weights))
+    assert (completed, failed) == (False, [])
+    assert not (folder / "dev_metrics.json").exists() and not (tmp_path / "cos").exists()  # stopped, cos not started
+    assert "[1/2] baseline seed 1: interrupted after" in capfd.readouterr().err
+    completed, failed = ablation.run_all(str(tmp_path), ["baseline", "cos"], 1, 2, 2, extra_arguments(tiny_weights))
+    assert (completed, failed) == (True, [])
+    err = capfd.readouterr().err
+    assert "[1/2] baseline seed 1: resuming" in err and f"resumed {folder / 'last'} at step 3" in err
+    assert (folder / "dev_metrics.json").exists() and (tmp_path / "cos" / "seed1" / "dev_metrics.json").exists()
+    steps = [json.loads(line)["step"] for line in (folder / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["type"] == "step"]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_a_finished_run_with_other_settings_is_an_error(ablation_run, monkeypatch):
+    calls = recording_train(monkeypatch)
+    options = command("w", ablation_run)
+    options[options.index("--steps_per_epoch") + 1] = "3"
+    with pytest.raises(SystemExit) as error:
+        ablation.main(options)
+    assert "seed1 was trained with --steps_per_epoch=2, this ablation has --steps_per_epoch=3" in str(error.value.code)
+    assert calls == []
+
+
+def test_report_only_trains_nothing_and_lists_the_missing_runs(ablation_run, tmp_path, monkeypatch):
+    calls = recording_train(monkeypatch)
+    out = tmp_path / "copy"
+    for run in ("baseline/seed1", "smart+pcgrad+cos/seed2"):
+        for name in ("dev_metrics.json", "metrics.jsonl", "args.json"):
+            (out / run).mkdir(parents=True, exist_ok=True)
+            (out / run / name).write_bytes((ablation_run / run / name).read_bytes())
+    ablation.main(["--out", str(out), "--seeds", "2", "--configs", *CONFIGS, "--report-only"])
+    assert calls == []
+    results = json.loads((out / "results.json").read_text())
+    assert [r["run"] for r in results["runs"]] == ["baseline/seed1", "smart+pcgrad+cos/seed2"]
+    assert results["missing"] == ["smart+pcgrad+cos/seed1", "baseline/seed2"]
+    assert "Not finished, left out: smart+pcgrad+cos/seed1, baseline/seed2." in (out / "results.md").read_text()
+
+
+def test_unknown_configuration_is_a_clear_error(tmp_path, monkeypatch):
+    calls = recording_train(monkeypatch)
+    with pytest.raises(SystemExit) as error:
+        ablation.main(["--out", str(tmp_path), "--configs", "baseline", "smart+cosine"])
+    assert str(error.value.code) == ("ablation: unknown configuration 'smart+cosine'; known: baseline, smart, "
+                                     "pcgrad, cos, smart+pcgrad, smart+pcgrad+cos")
+    assert calls == [] and not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("extra,named", [(["--seed", "5"], "--seed"), (["--smart"], "--smart"),
+                                         (["--epochs", "2"], "--epochs"), (["--ou", "x"], "--out")])
+def test_train_arguments_the_ablation_sets_are_refused(tmp_path, monkeypatch, extra, named):
+    calls = recording_train(monkeypatch)
+    with pytest.raises(SystemExit) as error:
+        ablation.main(["--out", str(tmp_path), "--", *extra])
+    assert f"the ablation sets {named} itself" in str(error.value.code)
+    assert calls == []

@@ -1,0 +1,330 @@
+"""The ablation table of the report: every configuration, several seeds, mean ± std.
+
+    python -m tinybert.ablation                                  # 6 configurations x 3 seeds, train.py's full recipe
+    python -m tinybert.ablation --configs baseline smart+pcgrad+cos --seeds 2
+    python -m tinybert.ablation --epochs 1 --steps_per_epoch 36 -- --data_dir ../shared/data --max_len 64   # make ablation
+    python -m tinybert.ablation --report-only                    # only (re)write the table from the finished runs
+    make ablation                                                # the CPU budget recipe below, on $(DATA_DIR)
+
+Configurations (``--configs``), each the train.py flags it adds to ``--task all``:
+
+    baseline           (none)              the report's "Baseline"
+    smart              --smart             the report's "SMART"
+    pcgrad             --pcgrad
+    cos                --cos
+    smart+pcgrad       --smart --pcgrad    the report's "SMART + Gradient Surgery"
+    smart+pcgrad+cos   --smart --pcgrad --cos   the report's "SMART + GS + Cosine"
+
+Seed k (1..``--seeds``) is ``--seed k``; its run folder is OUT/CONFIG/seedK, a normal train.py
+run folder. The runs go seed by seed (every configuration with seed 1, then seed 2, ...), so an
+ablation stopped half-way already has a complete one-seed table. Arguments after ``--`` go to
+every run's train.py unchanged; those the ablation sets itself (--task, --pcgrad, --smart,
+--cos, --seed, --out, --resume, --epochs, --steps_per_epoch) are refused there.
+
+Resumable: a run with a dev_metrics.json is finished and skipped; a run with
+last/checkpoint.safetensors but no dev_metrics.json is continued with --resume (train.py's
+exact resume). Ctrl-C saves the current run (train.py does) and stops the ablation; the same
+command continues it. A finished run trained with other settings (--epochs, --max_len, ...:
+train.RESUME_MUST_MATCH) is an error rather than a silent mix of recipes in one table.
+
+Outputs in OUT: results.json (every run's dev metrics sst, para, sts and its training
+seconds, the ``seconds`` of its last step record) and results.md (the table of
+``markdown_table``: mean ± sample std over seeds per configuration, beside the report's
+numbers). ``summarise`` and ``markdown_table`` take the parsed results.json, so a test can
+check that a table in the docs equals the committed JSON.
+
+The budget of ``make ablation``: 18 runs in about 2 hours on the 2 shared cores, so about
+6-7 minutes a run, evaluation included. ESTIMATES, to be confirmed by the first real ablation
+(the ``seconds`` in results.json and the progress lines give the actual times):
+  - a training step (3 tasks x 32 examples) takes about 9 s with all three techniques and about
+    3.5 s without SMART (SMART adds an adversarial forward and backward per task); PCGrad and
+    the cosine loss change little. 9 runs have SMART, 9 do not.
+  - evaluation is a large, fixed part: the dev sets (1,101 + 4,000 + 863 examples) are
+    predicted after the epoch and again for the best epoch's predictions, plus the SST and STS
+    test sets (there is no Quora test file): about 16,000 examples, forward only, at about
+    0.3 ms a token and 25-30 tokens an example, about 2.5 minutes a run (the QQP dev set is most
+    of it). Hence a single epoch: every extra epoch costs one more dev evaluation.
+  - 36 steps a run: 9 x (36 x 9 s + 150 s) + 9 x (36 x 3.5 s + 150 s) = 4,266 s + 2,484 s,
+    about 1 h 53 min. 36 x 32 = 1,152 examples per task, 7% of a pass over QQP's training set,
+    2% of the 507 steps of the full recipe: the table compares short runs, not converged ones.
+  - --max_len 64 instead of 128: batches are bucketed by length and the examples average 25-30
+    tokens (90th percentile 40-51), so it truncates only the longest 2-3% of the QQP and STS pairs
+    and saves little; it bounds the cost of the few long batches.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # train.py is a script at the repository root, not in the package
+    sys.path.insert(0, ROOT)
+
+import train  # noqa: E402
+from tinybert import io  # noqa: E402
+from tinybert.plot import read_metrics  # noqa: E402
+
+# name: train.py flags, in the report's order of adding techniques
+CONFIGS = {
+    "baseline": [],
+    "smart": ["--smart"],
+    "pcgrad": ["--pcgrad"],
+    "cos": ["--cos"],
+    "smart+pcgrad": ["--smart", "--pcgrad"],
+    "smart+pcgrad+cos": ["--smart", "--pcgrad", "--cos"],
+}
+LABELS = {"baseline": "Baseline", "smart": "+SMART", "pcgrad": "+Gradient Surgery", "cos": "+Cosine",
+          "smart+pcgrad": "SMART + Gradient Surgery", "smart+pcgrad+cos": "SMART + GS + Cosine"}
+# The report's dev scores (docs/12-results.md), for the configurations it has.
+REPORT = {"baseline": {"sst": 0.306, "para": 0.347, "sts": 0.054},
+          "smart": {"sst": 0.306, "para": 0.347, "sts": 0.054},
+          "smart+pcgrad": {"sst": 0.402, "para": 0.632, "sts": 0.054},
+          "smart+pcgrad+cos": {"sst": 0.328, "para": 0.616, "sts": 0.440}}
+METRICS = ("sst", "para", "sts")
+# train.py settings the ablation sets per run; refused among the extra arguments
+CONTROLLED = ("task", "pcgrad", "smart", "cos", "seed", "out", "resume", "epochs", "steps_per_epoch")
+# settings every run of one table must share, recorded in results.json
+RECIPE = ("epochs", "steps_per_epoch", "batch_size", "max_len", "lr")
+
+
+# ---------------------------------------------------------------- the runs
+def check_configs(configs):
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        raise ValueError(f"unknown configuration {', '.join(map(repr, unknown))}; known: {', '.join(CONFIGS)}")
+    return list(dict.fromkeys(configs))  # each once, in the order given
+
+
+def check_extra(extra):
+    """Refuse train.py arguments that would override what the ablation sets per run
+    (parsed, so that an abbreviation such as --se is caught too)."""
+    given, default = vars(train.parse_args(list(extra))), vars(train.parse_args([]))
+    overridden = [key for key in CONTROLLED if given[key] != default[key]]
+    if overridden:
+        raise ValueError(f"the ablation sets {', '.join('--' + k for k in overridden)} itself: "
+                         f"give --epochs/--steps_per_epoch before '--', and no --task/--seed/--out/--resume/"
+                         f"--pcgrad/--smart/--cos after it")
+
+
+def run_folder(out, config, seed):
+    return os.path.join(out, config, f"seed{seed}")
+
+
+def run_arguments(config, seed, folder, epochs=None, steps_per_epoch=None, extra=()):
+    """train.py's argv for one run (without --resume)."""
+    argv = ["--task", "all", *CONFIGS[config], "--seed", str(seed), "--out", folder]
+    if epochs is not None:
+        argv += ["--epochs", str(epochs)]
+    if steps_per_epoch is not None:
+        argv += ["--steps_per_epoch", str(steps_per_epoch)]
+    return argv + list(extra)
+
+
+def run_state(folder):
+    """'finished' (dev_metrics.json), 'interrupted' (a last/ checkpoint only) or 'new'."""
+    if os.path.exists(os.path.join(folder, "dev_metrics.json")):
+        return "finished"
+    if os.path.exists(os.path.join(folder, "last", "checkpoint.safetensors")):
+        return "interrupted"
+    return "new"
+
+
+def check_settings(folder, argv):
+    """A run already started must have been trained with this ablation's settings."""
+    path = os.path.join(folder, "args.json")
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        recorded = json.load(f)
+    wanted = vars(train.parse_args(argv))
+    for key in train.RESUME_MUST_MATCH:
+        if wanted[key] is not None and recorded.get(key) != wanted[key]:
+            raise ValueError(f"{folder} was trained with --{key}={recorded.get(key)}, this ablation has "
+                             f"--{key}={wanted[key]}: use another --out, or delete that run folder")
+
+
+def read_run(out, config, seed):
+    """The results.json entry of a finished run."""
+    folder = run_folder(out, config, seed)
+    with open(os.path.join(folder, "dev_metrics.json"), encoding="utf-8") as f:
+        dev = json.load(f)
+    missing = [m for m in METRICS if m not in dev]
+    if missing:
+        raise ValueError(f"{folder}/dev_metrics.json lacks {', '.join(missing)} (not a --task all run?)")
+    steps, _ = read_metrics(os.path.join(folder, "metrics.jsonl"))
+    return {"config": config, "seed": seed, **{m: dev[m] for m in METRICS},
+            "seconds": steps[-1]["seconds"] if steps else None, "run": f"{config}/seed{seed}"}
+
+
+def read_recipe(out, runs):
+    """The RECIPE settings shared by all ``runs`` (from their args.json); an error if they differ."""
+    recipe, first = {}, None
+    for run in runs:
+        path = os.path.join(out, run["run"], "args.json")
+        with open(path, encoding="utf-8") as f:
+            recorded = json.load(f)
+        settings = {key: recorded.get(key) for key in RECIPE}
+        if first is None:
+            recipe, first = settings, run["run"]
+        elif settings != recipe:
+            differ = [k for k in RECIPE if settings[k] != recipe[k]]
+            raise ValueError(f"{run['run']} and {first} were trained with different "
+                             f"{', '.join('--' + k for k in differ)}: one table cannot mix them")
+    return recipe
+
+
+def clock(seconds):
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+
+
+def run_all(out, configs, seeds, epochs=None, steps_per_epoch=None, extra=(), stream=None):
+    """Train every (config, seed) not finished yet. Returns (completed, failed): completed is
+    False when a run was interrupted (Ctrl-C), failed the runs that diverged."""
+    stream = stream or sys.stderr
+    plan = [(config, seed) for seed in range(1, seeds + 1) for config in configs]
+    arguments = {(c, s): run_arguments(c, s, run_folder(out, c, s), epochs, steps_per_epoch, extra) for c, s in plan}
+    for (config, seed), argv in arguments.items():  # fail now, not after an hour of training
+        check_settings(run_folder(out, config, seed), argv)
+    started, failed = time.time(), []
+    for number, (config, seed) in enumerate(plan, 1):
+        folder, argv = run_folder(out, config, seed), arguments[config, seed]
+        prefix = f"[{number}/{len(plan)}] {config} seed {seed}"
+        state = run_state(folder)
+        if state == "finished":
+            print(f"{prefix}: finished earlier, skipped (ablation {clock(time.time() - started)})", file=stream)
+            continue
+        print(f"{prefix}: {'resuming' if state == 'interrupted' else 'training'} in {folder}", file=stream, flush=True)
+        run_started = time.time()
+        try:
+            train.train(train.parse_args(argv + (["--resume"] if state == "interrupted" else [])))
+        except train.TrainingDiverged as error:
+            failed.append((config, seed))
+            print(f"{prefix}: FAILED after {clock(time.time() - run_started)}: {error}", file=stream)
+            continue
+        elapsed = f"{clock(time.time() - run_started)} (ablation {clock(time.time() - started)})"
+        if run_state(folder) != "finished":  # train.py returned early: Ctrl-C, last/ saved
+            print(f"{prefix}: interrupted after {elapsed}; run the same command again to continue", file=stream)
+            return False, failed
+        scores = "  ".join(f"{m} {v:.3f}" for m, v in read_run(out, config, seed).items() if m in METRICS)
+        print(f"{prefix}: done in {elapsed}: {scores}", file=stream, flush=True)
+    return True, failed
+
+
+# ---------------------------------------------------------------- the table
+def summarise(results):
+    """One row per configuration present, in CONFIGS order: the number of seeds, the mean and
+    sample standard deviation (None with one seed) of each metric, the mean training seconds,
+    and the report's numbers (None where the report has no such row)."""
+    rows = []
+    for config in CONFIGS:
+        runs = [r for r in results["runs"] if r["config"] == config]
+        if not runs:
+            continue
+        row = {"config": config, "label": LABELS[config], "seeds": len(runs)}
+        for metric in METRICS:
+            values = [r[metric] for r in runs]
+            row[metric] = statistics.mean(values)
+            row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else None
+        seconds = [r["seconds"] for r in runs if r.get("seconds") is not None]
+        row["seconds"] = statistics.mean(seconds) if seconds else None
+        row["report"] = REPORT.get(config)
+        rows.append(row)
+    return rows
+
+
+def mean_std(mean, std):
+    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def markdown_table(results):
+    """The Markdown table of ``summarise(results)``: ours (mean ± std over seeds) beside the report's."""
+    lines = ["| configuration | train.py flags | seeds | SST acc | QQP acc | STS r "
+             "| report SST | report QQP | report STS | train min |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in summarise(results):
+        flags = " ".join(CONFIGS[row["config"]])
+        ours = [mean_std(row[m], row[f"{m}_std"]) for m in METRICS]
+        report = [f"{row['report'][m]:.3f}" for m in METRICS] if row["report"] else ["—"] * 3
+        minutes = "—" if row["seconds"] is None else f"{row['seconds'] / 60:.1f}"
+        lines.append(f"| {row['label']} | {f'`{flags}`' if flags else '(none)'} | {row['seeds']} | "
+                     + " | ".join(ours + report) + f" | {minutes} |")
+    return "\n".join(lines) + "\n"
+
+
+def collect(out, configs, seeds, stream=None):
+    """results.json's object from the finished runs of ``configs`` x seeds 1..``seeds``."""
+    stream = stream or sys.stderr
+    runs, missing = [], []
+    for seed in range(1, seeds + 1):
+        for config in configs:
+            if run_state(run_folder(out, config, seed)) == "finished":
+                runs.append(read_run(out, config, seed))
+            else:
+                missing.append(f"{config}/seed{seed}")
+    if missing:
+        print(f"not finished, left out of the table: {', '.join(missing)}", file=stream)
+    runs.sort(key=lambda r: (list(CONFIGS).index(r["config"]), r["seed"]))
+    return {"recipe": read_recipe(out, runs), "runs": runs, "missing": missing}
+
+
+def write_results(out, results):
+    io.write_text(os.path.join(out, "results.json"), json.dumps(results, indent=2) + "\n")
+    recipe = ", ".join(f"--{k} {v}" for k, v in results["recipe"].items())
+    text = ["# Ablation", "",
+            f"Dev scores (SST and QQP: accuracy; STS: Pearson r), mean ± sample std over seeds; "
+            f"every run `python train.py --task all FLAGS --seed K` with {recipe or 'no finished run'}. "
+            f"Written by `python -m tinybert.ablation` from results.json; the report's numbers are "
+            f"those of docs/12-results.md (its QQP data differ, see there). \"train min\" is the "
+            f"mean training time of a run, evaluation not included.", "",
+            markdown_table(results).rstrip("\n")]
+    if results["missing"]:
+        text += ["", f"Not finished, left out: {', '.join(results['missing'])}."]
+    io.write_text(os.path.join(out, "results.md"), "\n".join(text) + "\n")
+
+
+# ---------------------------------------------------------------- command line
+def parse_args(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    own, extra = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    p = argparse.ArgumentParser(prog="python -m tinybert.ablation", description=__doc__.split("\n\n")[0],
+                                usage="%(prog)s [options] [-- train.py arguments]")
+    p.add_argument("--out", default=os.path.join("runs", "ablation"), help="the ablation folder (default runs/ablation)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 1..SEEDS per configuration (default 3)")
+    p.add_argument("--configs", nargs="+", default=list(CONFIGS), help=f"any of (default all): {' '.join(CONFIGS)}")
+    p.add_argument("--epochs", type=int, default=None, help="train.py --epochs (default: train.py's)")
+    p.add_argument("--steps_per_epoch", type=int, default=None, help="train.py --steps_per_epoch (default: train.py's)")
+    p.add_argument("--report-only", action="store_true", help="train nothing; write the results of the finished runs")
+    args = p.parse_args(own)
+    if args.seeds < 1:
+        p.error("--seeds must be at least 1")
+    args.extra = extra
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        configs = check_configs(args.configs)
+        check_extra(args.extra)
+        completed, failed = True, []
+        if not args.report_only:
+            completed, failed = run_all(args.out, configs, args.seeds, args.epochs, args.steps_per_epoch, args.extra)
+        results = collect(args.out, configs, args.seeds)
+        write_results(args.out, results)
+    except (train.TrainingDiverged, FileNotFoundError, ValueError, KeyError) as error:
+        sys.exit(f"ablation: {error.args[0] if isinstance(error, KeyError) else error}")
+    except KeyboardInterrupt:  # Ctrl-C outside a run's training loop (train.py handles it inside)
+        sys.exit("\nablation: interrupted; run the same command again to continue")
+    print(f"wrote {os.path.join(args.out, 'results.json')} and results.md ({len(results['runs'])} runs)", file=sys.stderr)
+    print(markdown_table(results), end="")
+    if failed:
+        sys.exit(f"ablation: {len(failed)} run(s) diverged: {', '.join(f'{c}/seed{s}' for c, s in failed)}")
+    if not completed:
+        print("ablation: interrupted; the table holds the runs finished so far", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
