@@ -5,7 +5,8 @@
 
 Every number in a figure is computed here by tinybert (the graph's values and gradients by
 backward(), the PCGrad vectors by tinybert.pcgrad, the attention map from the real
-all-MiniLM-L6-v2 weights), never typed in. Run from the repository root; matplotlib
+all-MiniLM-L6-v2 weights, the training curves from a committed run's metrics.jsonl), never
+typed in. Run from the repository root; matplotlib
 (a dev dependency) draws with the Agg backend, so no display is needed.
 """
 import os
@@ -20,7 +21,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repository root, so tinybert imports from a checkout
-from tinybert import Tensor, functional as F, ops, pcgrad  # noqa: E402
+from tinybert import Tensor, functional as F, ops, pcgrad, plot  # noqa: E402
 from tinybert.tensor import _topological_order  # noqa: E402
 
 OUTPUT = os.path.join(HERE, "figures")      # tests/test_docs.py points this at a scratch folder
@@ -196,11 +197,21 @@ def pcgrad_projection():
     save(figure, "pcgrad_projection.png")
 
 
+# ---------------------------------------------------------------- chapter 12
+def full_run_curves():
+    """The curves of the committed full-recipe run (docs/results/full), drawn by tinybert.plot."""
+    path = os.path.join(OUTPUT, "full_curves.png")
+    os.makedirs(OUTPUT, exist_ok=True)
+    plot.plot_run(os.path.join(HERE, "results", "full"), out=path, dpi=60)
+    print(f"wrote {os.path.relpath(path)} ({os.path.getsize(path) // 1024} KB)")
+
+
 FIGURES = {
     "computation_graph.png": computation_graph,
     "gelu.png": gelu,
     "attention_layer0.png": attention_map,
     "pcgrad_projection.png": pcgrad_projection,
+    "full_curves.png": full_run_curves,
 }
 
 

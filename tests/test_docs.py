@@ -204,3 +204,27 @@ def test_figure_script_draws_every_figure(tmp_path, monkeypatch, capsys):
     drawn = {path.name: path.stat().st_size for path in tmp_path.glob("*.png")}
     assert set(drawn) == set(module.FIGURES) == _figures_drawn()
     assert all(size < FIGURE_LIMIT for size in drawn.values()), drawn
+
+
+# ---------------------------------------------------------------- reported results
+RESULTS = sorted((DOCS / "results").glob("*/dev_metrics.json"))
+
+
+@pytest.mark.parametrize("document", [ROOT / "README.md", DOCS / "12-results.md"], ids=lambda p: p.name)
+def test_reported_results_equal_the_committed_runs(document):
+    """Every table row that links a committed run folder docs/results/NAME reports that run's
+    dev metrics (SST, QQP, STS, in that order, to 3 decimals), and every committed run is reported."""
+    import json
+    text = document.read_text(encoding="utf-8")
+    assert RESULTS, "no committed runs under docs/results/"
+    for path in RESULTS:
+        name = path.parent.name
+        rows = [line for line in text.splitlines()
+                if line.startswith("|") and re.search(rf"results/{name}/?\)", line)]
+        assert rows, f"{document.name}: no table row links results/{name}"
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        expected = [f"{metrics[task]:.3f}" for task in ("sst", "para", "sts")]
+        for row in rows:
+            cells = [cell.strip().strip("*") for cell in row.strip("|").split("|")]
+            numbers = [cell for cell in cells if re.fullmatch(r"[01]\.\d{3}", cell)]
+            assert numbers[:3] == expected, f"{document.name}: row {row!r} does not match {path}"

@@ -66,7 +66,7 @@ def keys_with_prefix(records, prefix):
     return list(seen)
 
 
-def plot_run(run_dir, out=None, window=None):
+def plot_run(run_dir, out=None, window=None, dpi=100):
     """Draw RUN_DIR/metrics.jsonl to ``out`` (default RUN_DIR/curves.png); returns the path."""
     try:
         import matplotlib
@@ -109,7 +109,7 @@ def plot_run(run_dir, out=None, window=None):
     figure.suptitle(os.path.basename(os.path.normpath(run_dir)))
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    figure.savefig(out, dpi=100)
+    figure.savefig(out, dpi=dpi, metadata={"Software": None})
     plt.close(figure)
     return out
 
