@@ -34,19 +34,17 @@ numbers). ``summarise`` and ``markdown_table`` take the parsed results.json, so 
 check that a table in the docs equals the committed JSON.
 
 The budget of ``make ablation``: 18 runs in about 2 hours on the 2 shared cores, so about
-6-7 minutes a run, evaluation included. ESTIMATES, to be confirmed by the first real ablation
-(the ``seconds`` in results.json and the progress lines give the actual times):
-  - a training step (3 tasks x 32 examples) takes about 9 s with all three techniques and about
-    3.5 s without SMART (SMART adds an adversarial forward and backward per task); PCGrad and
-    the cosine loss change little. 9 runs have SMART, 9 do not.
-  - evaluation is a large, fixed part: the dev sets (1,101 + 4,000 + 863 examples) are
-    predicted after the epoch and again for the best epoch's predictions, plus the SST and STS
-    test sets (there is no Quora test file): about 16,000 examples, forward only, at about
-    0.3 ms a token and 25-30 tokens an example, about 2.5 minutes a run (the QQP dev set is most
-    of it). Hence a single epoch: every extra epoch costs one more dev evaluation.
-  - 36 steps a run: 9 x (36 x 9 s + 150 s) + 9 x (36 x 3.5 s + 150 s) = 4,266 s + 2,484 s,
-    about 1 h 53 min. 36 x 32 = 1,152 examples per task, 7% of a pass over QQP's training set,
-    2% of the 507 steps of the full recipe: the table compares short runs, not converged ones.
+6-7 minutes a run, evaluation included. Not yet confirmed by a real ablation. What the
+committed full-length runs (docs/results/, 189 steps, on a 2-core AMD machine) measured:
+  - a training step (3 tasks x 32 examples) takes 14.8 s with all three techniques, 5.7 s
+    with PCGrad + cosine, 5.0 s with the cosine loss alone and 4.4 s with none: SMART roughly
+    triples a step, PCGrad adds about 14%. 9 runs have SMART, 9 do not.
+  - evaluation is a large, fixed part: the dev sets (1,101 + 4,000 + 863 examples) plus the SST
+    and STS test sets (there is no Quora test file) took about 3 minutes a run.
+  - 36 steps a run: 9 x (36 x 14.8 s + 180 s) + 9 x (36 x 5 s + 180 s) = 6,415 s + 3,240 s,
+    about 2 h 41 min on that machine (about 1 h 53 min on the faster machine the first estimate
+    was made on): over the budget there. 36 x 32 = 1,152 examples per task, 7% of a pass over
+    QQP's training set: the table compares short runs, not converged ones.
   - --max_len 64 instead of 128: batches are bucketed by length and the examples average 25-30
     tokens (90th percentile 40-51), so it truncates only the longest 2-3% of the QQP and STS pairs
     and saves little; it bounds the cost of the few long batches.
