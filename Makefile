@@ -40,7 +40,7 @@ train: setup weights
 # 2 to 2.7 hours on 2 CPU cores (1 epoch of 36 steps, --max_len 64; the estimate is in tinybert/ablation.py).
 # Resumable: run it again to continue. Output: runs/ablation/results.md and results.json.
 ablation: setup weights
-	$(PY) -m tinybert.ablation --out runs/ablation --seeds 3 --epochs 1 --steps_per_epoch 36 -- --data_dir $(DATA_DIR) --max_len 64
+	$(PY) -m tinybert.ablation --out runs/ablation --seeds 3 --epochs 1 --steps_per_epoch 36 -- --data_dir $(DATA_DIR) --max_len 64 --no_test_predictions
 
 bench: setup weights
 	$(PY) -m tinybert.bench

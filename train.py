@@ -68,6 +68,8 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from OUT/last")
     p.add_argument("--data_dir", default=default_data_dir(), help="folder of the CS224N files ($DATA_DIR)")
     p.add_argument("--eval_batch_size", type=int, default=64)
+    p.add_argument("--no_test_predictions", action="store_true",
+                   help="score the dev sets only; write no test prediction files (the ablation's runs)")
     p.add_argument("--save_every_minutes", type=float, default=15.0, help="also save OUT/last this often within an epoch")
     for name, default in SmartConfig.__dataclass_fields__.items():
         p.add_argument(f"--smart_{name}", type=type(default.default), default=default.default)
@@ -309,7 +311,7 @@ def write_all_predictions(model, tasks, tokenizer, args, state, best):
     written when it was evaluated), and its dev metrics in dev_metrics.json."""
     groups, _ = checkpoint.load(best)
     model.load_state_dict(groups["model"], source=best)
-    for task in tasks:
+    for task in [] if args.no_test_predictions else tasks:
         test_path = getattr(args, f"{task}_test")
         if not os.path.exists(test_path):
             print(f"no {task} test file at {test_path}: skipping its test predictions", file=sys.stderr)

@@ -199,6 +199,12 @@ def test_one_task_alone(tiny_weights, tmp_path, task, cos):
     assert ("similarity_head.weight" in groups["model"]) == (not cos)
 
 
+def test_no_test_predictions_writes_dev_files_only(tiny_weights, tmp_path):
+    run(tiny_weights, tmp_path, "--task", "sst", "--no_test_predictions")
+    assert os.listdir(tmp_path / "predictions") == ["sst-dev-output.csv"]
+    assert json.loads((tmp_path / "dev_metrics.json").read_text())["sst"] >= 0
+
+
 # ---------------------------------------------------------------- Ctrl-C and resume
 def interrupt_after_optimizer_step(monkeypatch, count):
     """Send this process a real SIGINT right after the ``count``-th AdamW step, as a
