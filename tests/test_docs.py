@@ -9,6 +9,7 @@ functions it names exist, and every chapter ends with exercises.
 - Every test named as tests/test_x.py::test_name must exist.
 - Chapters 01..13 exist and each ends with an "Exercises" section of two or three items.
 - The figures are small PNGs, each drawn by docs/make_figures.py and shown by a chapter.
+- The results tables (README, chapter 12) equal the committed runs and ablation JSON.
 """
 import ast
 import importlib
@@ -228,3 +229,15 @@ def test_reported_results_equal_the_committed_runs(document):
             cells = [cell.strip().strip("*") for cell in row.strip("|").split("|")]
             numbers = [cell for cell in cells if re.fullmatch(r"[01]\.\d{3}", cell)]
             assert numbers[:3] == expected, f"{document.name}: row {row!r} does not match {path}"
+
+
+def test_ablation_table_equals_the_committed_json():
+    """Chapter 12's ablation table is tinybert.ablation.markdown_table of the committed
+    results.json of a complete `make ablation` (6 configurations x 3 seeds)."""
+    import json
+    from tinybert import ablation
+    results = json.loads((DOCS / "results" / "ablation" / "results.json").read_text(encoding="utf-8"))
+    assert not results["missing"]
+    assert sorted((r["config"], r["seed"]) for r in results["runs"]) == sorted(
+        (config, seed) for config in ablation.CONFIGS for seed in (1, 2, 3))
+    assert ablation.markdown_table(results) in (DOCS / "12-results.md").read_text(encoding="utf-8")

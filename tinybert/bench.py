@@ -74,6 +74,19 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
+def erf_nanoseconds(size=32 * 128 * 1536, repeats=5):
+    """ns per value of GELU's erf on a float32 array the size of MiniLM's FFN activations at
+    32x128: tinybert's (tinybert.erf), SciPy's and PyTorch's, best of ``repeats``."""
+    import scipy.special
+    import torch
+    from tinybert import erf
+    values = np.random.default_rng(0).standard_normal(size, dtype=np.float32) * 2
+    as_torch = torch.from_numpy(values)
+    functions = {"tinybert": lambda: erf.erf(values), "scipy": lambda: scipy.special.erf(values),
+                 "pytorch": lambda: torch.erf(as_torch)}
+    return {name: min(_timed(fn) for _ in range(repeats)) / size * 1e9 for name, fn in functions.items()}
+
+
 # ---------------------------------------------------------------- the two systems
 class TinyBert:
     name = "tinybert"
@@ -187,14 +200,20 @@ def time_interleaved(systems, run, warmup, repeats):
 
 def memory_child(system_name, T, weights, device, warmup, steps):
     """Run in a fresh process: import one system, load the weights, warm up, train; print
-    the resident memory after imports and loading, and the peak (ru_maxrss) at the end, in MiB."""
+    the resident memory after imports and loading, and the peak (ru_maxrss) at the end, in MiB,
+    and the minor page faults per training step after warm-up (memory handed back to the OS
+    and touched again: see tinybert.backend.reuse_freed_memory)."""
     system = SYSTEMS[system_name](weights, device)
     after_load = _current_rss_mib()
     config = json.load(open(os.path.join(weights, "config.json")))
     ids, mask, types, labels = make_inputs(T, config["vocab_size"])
-    for _ in range(warmup + steps):
+    for _ in range(warmup):
         system.train_step(ids, mask, types, labels)
-    print(json.dumps({"after_load_mib": after_load, "peak_mib": _maxrss_mib()}))
+    faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(steps):
+        system.train_step(ids, mask, types, labels)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before) / steps
+    print(json.dumps({"after_load_mib": after_load, "peak_mib": _maxrss_mib(), "page_faults_per_step": faults}))
 
 
 def _maxrss_mib():
@@ -264,11 +283,15 @@ def main(argv=None):
             for name, m in memory.items():
                 result[f"mem_{name}_T{T}_mib"] = round(m["peak_mib"], 1)
                 result[f"mem_{name}_T{T}_after_load_mib"] = round(m["after_load_mib"], 1)
+                result[f"page_faults_per_step_{name}_T{T}"] = round(m["page_faults_per_step"])
                 memory_rows.append((f"mem 32x{T}", name, f"{m['peak_mib']:8.0f}", f"{m['after_load_mib']:8.0f}",
                                     f"{m['peak_mib'] - m['after_load_mib']:8.0f}", "", "",
                                     f"{result[f'mem_ratio_train_T{T}']:5.2f}" if name == "tinybert" else ""))
     matmul_rate = numpy_matmul_gflops()
     result["numpy_matmul_gflops"] = round(matmul_rate, 1)
+    if args.device == "cpu":
+        for name, ns in erf_nanoseconds().items():
+            result[f"erf_ns_per_value_{name}"] = round(ns, 2)
     systems = [TinyBert(args.weights, args.device), TorchBert(args.weights, _torch_device(args.device))]
     for T in args.lengths:
         ids, mask, types, labels = make_inputs(T, config["vocab_size"])
@@ -292,6 +315,14 @@ def main(argv=None):
     print(f"load average at start {result['load_average']:.2f} (other processes share these cores)")
     print(f"{os.cpu_count()} cores, NumPy float32 matmul 2048^3: {matmul_rate:.1f} GFLOP/s; "
           f"median of {args.repeats} runs after {args.warmup} warm-up; ratio = tinybert / pytorch")
+    if "erf_ns_per_value_tinybert" in result:
+        print("GELU's erf, ns per value (float32, 6.3M values): " + ", ".join(
+            f"{name} {result[f'erf_ns_per_value_{name}']:.2f}" for name in ("tinybert", "scipy", "pytorch")))
+    faults = [f"32x{T} tinybert {result[f'page_faults_per_step_tinybert_T{T}']}, pytorch "
+              f"{result[f'page_faults_per_step_pytorch_T{T}']}" for T in args.lengths
+              if f"page_faults_per_step_tinybert_T{T}" in result]
+    if faults:
+        print("minor page faults per training step: " + "; ".join(faults))
     print("time rows: median, min, max in ms; mem rows: peak, after imports+load, growth in MiB (ratio of peaks)")
     header = ("row", "system", "median", "min", "max", "GFLOP/s", "of mm", "ratio")
     widths = (12, 9, 8, 8, 8, 7, 6, 5)

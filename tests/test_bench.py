@@ -1,0 +1,21 @@
+"""make bench's program runs end to end on the MiniLM weights at a short length and reports
+every key it promises. No timing is asserted: speed lives in the benchmark's output only."""
+import json
+
+from tinybert import bench
+
+
+def test_quick_bench_reports_every_row(capsys):
+    bench.main(["--quick", "--json", "--lengths", "8"])
+    result = json.loads(capsys.readouterr().out)
+    for key in ("infer_ratio_T8", "train_ratio_T8", "mem_ratio_train_T8", "numpy_matmul_gflops",
+                "page_faults_per_step_tinybert_T8", "page_faults_per_step_pytorch_T8",
+                "erf_ns_per_value_tinybert", "erf_ns_per_value_scipy", "erf_ns_per_value_pytorch"):
+        assert key in result, key
+    assert all(result[key] > 0 for key in ("infer_ratio_T8", "train_ratio_T8", "mem_ratio_train_T8"))
+    assert result["page_faults_per_step_tinybert_T8"] >= 0
+
+
+def test_erf_rates_are_per_value_of_each_system():
+    rates = bench.erf_nanoseconds(size=1 << 16, repeats=1)
+    assert set(rates) == {"tinybert", "scipy", "pytorch"} and all(rate > 0 for rate in rates.values())
