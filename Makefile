@@ -36,8 +36,8 @@ demo: setup weights
 train: setup weights
 	$(PY) train.py --task all --pcgrad --smart --cos --data_dir $(DATA_DIR) --out runs/full
 
-# The report's ablation table: 6 configurations x 3 seeds on the real data, shortened to about
-# 2 to 2.7 hours on 2 CPU cores (1 epoch of 36 steps, --max_len 64; the estimate is in tinybert/ablation.py).
+# The report's ablation table: 6 configurations x 3 seeds on the real data, shortened to fit 2 hours
+# on 2 CPU cores (1 epoch of 36 steps, --max_len 64, dev sets only): 1 h 43 min measured, see tinybert/ablation.py.
 # Resumable: run it again to continue. Output: runs/ablation/results.md and results.json.
 ablation: setup weights
 	$(PY) -m tinybert.ablation --out runs/ablation --seeds 3 --epochs 1 --steps_per_epoch 36 -- --data_dir $(DATA_DIR) --max_len 64 --no_test_predictions

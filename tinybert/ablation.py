@@ -2,7 +2,7 @@
 
     python -m tinybert.ablation                                  # 6 configurations x 3 seeds, train.py's full recipe
     python -m tinybert.ablation --configs baseline smart+pcgrad+cos --seeds 2
-    python -m tinybert.ablation --epochs 1 --steps_per_epoch 36 -- --data_dir ../shared/data --max_len 64   # make ablation
+    python -m tinybert.ablation --epochs 1 --steps_per_epoch 36 -- --data_dir ../shared/data --max_len 64 --no_test_predictions   # make ablation
     python -m tinybert.ablation --report-only                    # only (re)write the table from the finished runs
     make ablation                                                # the CPU budget recipe below, on $(DATA_DIR)
 
@@ -33,21 +33,21 @@ seconds, the ``seconds`` of its last step record) and results.md (the table of
 numbers). ``summarise`` and ``markdown_table`` take the parsed results.json, so a test can
 check that a table in the docs equals the committed JSON.
 
-The budget of ``make ablation``: 18 runs in about 2 hours on the 2 shared cores, so about
-6-7 minutes a run, evaluation included. Not yet confirmed by a real ablation. What the
-committed full-length runs (docs/results/, 189 steps, on a 2-core AMD machine) measured:
-  - a training step (3 tasks x 32 examples) takes 14.8 s with all three techniques, 5.7 s
-    with PCGrad + cosine, 5.0 s with the cosine loss alone and 4.4 s with none: SMART roughly
-    triples a step, PCGrad adds about 14%. 9 runs have SMART, 9 do not.
-  - evaluation is a large, fixed part: the dev sets (1,101 + 4,000 + 863 examples) plus the SST
-    and STS test sets (there is no Quora test file) took about 3 minutes a run.
-  - 36 steps a run: 9 x (36 x 14.8 s + 180 s) + 9 x (36 x 5 s + 180 s) = 6,415 s + 3,240 s,
-    about 2 h 41 min on that machine (about 1 h 53 min on the faster machine the first estimate
-    was made on): over the budget there. 36 x 32 = 1,152 examples per task, 7% of a pass over
-    QQP's training set: the table compares short runs, not converged ones.
-  - --max_len 64 instead of 128: batches are bucketed by length and the examples average 25-30
-    tokens (90th percentile 40-51), so it truncates only the longest 2-3% of the QQP and STS pairs
-    and saves little; it bounds the cost of the few long batches.
+The budget of ``make ablation``: 18 runs within 2 hours on the 2 cores of the development
+machine (AMD EPYC, NumPy's 2048^2 float32 matmul at about 140 GFLOP/s): one epoch of 36 steps
+(36 x 32 = 1,152 examples per task, 7% of a pass over QQP's training set: the table compares
+short runs, not converged ones), --max_len 64, and the dev sets only (--no_test_predictions:
+predicting the two test sets was 40% of a run's evaluation). What the committed ablation
+(docs/results/ablation/, each run's metrics.jsonl) measured on that machine:
+  - a training step (3 tasks x 32 examples) takes about 10-11 s with SMART and 3.5-4 s
+    without; PCGrad adds a few tenths of a second;
+  - loading and evaluating the dev sets (1,101 + 4,000 + 863 examples) add about 1.3 minutes
+    a run, so a SMART run takes about 8 minutes and any other about 3.5;
+  - all 18 runs: 1 h 43 min (the "ablation" clock on the last line of its committed log,
+    docs/results/ablation/ablation.log).
+--max_len 64 instead of 128: batches are bucketed by length and the examples average 25-30
+tokens (90th percentile 40-51), so it truncates only the longest 2-3% of the QQP and STS pairs
+and saves little; it bounds the cost of the few long batches.
 """
 import argparse
 import json

@@ -11,7 +11,7 @@ Shapes: N rows (any leading axes), C classes or channels, V vocabulary, D embedd
 """
 import math
 
-from . import backend, ops, parallel
+from . import backend, ops
 from .tensor import Tensor
 
 
@@ -26,49 +26,20 @@ def softmax(x, mask=None):
 
     Subtracting the row maximum first keeps exp() from overflowing (logits of 1e4 are fine).
     dL/dx = y * (g - sum(g * y, last axis)).
-    Attention's (B, nh, T, T) scores are the largest array of a layer, so both directions run
-    in cache-sized blocks along the first axis, on every core (tinybert.parallel).
     """
     xp = backend.xp
-    out = xp.empty_like(x.data)
-
-    def forward_block(start, stop):
-        y = out[start:stop]                                      # the scores, then y in place
-        xp.add(x.data[start:stop], 0.0 if mask is None else _leading_rows(mask, x.ndim, start, stop), out=y)
-        y -= _last_axis_max(y)
-        xp.exp(y, out=y)
-        y /= y.sum(axis=-1, keepdims=True)
-    _for_row_blocks(out, forward_block)
+    out = x.data + mask if mask is not None else x.data.copy()   # the scores, then y in place
+    out -= _last_axis_max(out)
+    xp.exp(out, out=out)
+    out /= out.sum(axis=-1, keepdims=True)
 
     def backward(grad):
-        grad_x = xp.empty_like(grad)
-
-        def backward_block(start, stop):
-            g, y, dx = grad[start:stop], out[start:stop], grad_x[start:stop]
-            xp.multiply(g, y, out=dx)
-            row_sum = dx.sum(axis=-1, keepdims=True)
-            xp.subtract(g, row_sum, out=dx)
-            dx *= y
-        _for_row_blocks(grad_x, backward_block)
+        grad_x = grad * out
+        row_sum = grad_x.sum(axis=-1, keepdims=True)
+        xp.subtract(grad, row_sum, out=grad_x)
+        grad_x *= out
         return (grad_x,)
     return Tensor.from_op(out, (x,), backward, "softmax")
-
-
-def _for_row_blocks(array, work):
-    """parallel.for_blocks along the first axis of ``array`` (a 1-D array is one block: its
-    only axis is the one being normalised)."""
-    if array.ndim == 1:
-        work(0, array.shape[0])
-    else:
-        parallel.for_blocks(array.shape[0], parallel.rows_per_block(array), work)
-
-
-def _leading_rows(mask, ndim, start, stop):
-    """The part of a broadcastable ``mask`` that meets rows start:stop of the first axis of an
-    ndim-dimensional array: all of it when the mask does not vary along that axis."""
-    if mask.ndim < ndim or mask.shape[0] == 1:
-        return mask
-    return mask[start:stop]
 
 
 def log_softmax(x, mask=None):

@@ -17,8 +17,6 @@ import numpy
 
 from . import backend
 
-BLOCK_BYTES = 1 << 20   # per block, across the arrays a step touches: about a core's L2 cache
-
 _pool = None
 
 
@@ -44,10 +42,3 @@ def for_blocks(length, block, work):
         for start in starts[first:first + share]:
             work(start, min(start + block, length))
     list(_pool.map(run, range(0, len(starts), share)))
-
-
-def rows_per_block(array, arrays_touched=3):
-    """How many slices along the first axis of ``array`` make a block of BLOCK_BYTES, when an
-    op touches ``arrays_touched`` arrays of this size (input, output, a scratch one)."""
-    row_bytes = array.nbytes // max(1, array.shape[0]) * arrays_touched
-    return max(1, BLOCK_BYTES // max(1, row_bytes))
