@@ -45,7 +45,8 @@ def normal_cdf(array):
     on whichever device ``array`` lives.
 
     float32 on the CPU goes to :func:`tinybert.erf.normal_cdf`, a vectorised approximation
-    (absolute error below 3e-7) in place of SciPy's scalar erf, several times slower;
+    (absolute error below 3e-7) in place of SciPy's scalar erf, about ten times slower
+    (``make bench`` prints both rates);
     float64 (gradient checks) keeps SciPy's exact erf; CuPy arrays use CuPy's.
     """
     if xp is numpy and array.dtype == numpy.float32:
@@ -99,7 +100,7 @@ def reuse_freed_memory():
 
     Every activation of a BERT step is a fresh array of megabytes. By default glibc serves
     such blocks with mmap and unmaps them when freed, so the next step touches brand-new
-    pages: about 100,000 page faults a training step at batch 32 x 64, some 10% of its time.
+    pages, a page fault every 4 KiB (``make bench`` counts them per training step).
     With the mmap threshold at its largest (32 MiB) and trimming off (mallopt(3): a trim
     threshold of -1), freed blocks go back to the heap and are reused; the peak memory is
     unchanged. A no-op where the C library is not glibc."""
