@@ -7,15 +7,11 @@ Two remedies, both here:
     next, so that every pass after the first finds its data in the cache;
   - threads: NumPy releases the GIL inside a ufunc, so threads working on separate slices
     run at the same time, one per core.
-PyTorch does the same in C++ (at::parallel_for). On CuPy the GPU is parallel already and the
-blocks would only add kernel launches: there, and on one core, the work is one call.
+PyTorch does the same in C++ (at::parallel_for). For NumPy arrays only: on CuPy the GPU is
+parallel already, and blocks would only add kernel launches.
 """
 import os
 from concurrent.futures import ThreadPoolExecutor
-
-import numpy
-
-from . import backend
 
 _pool = None
 
@@ -27,9 +23,6 @@ def for_blocks(length, block, work):
     global _pool
     starts = list(range(0, length, max(1, block)))
     cores = os.cpu_count() or 1
-    if backend.xp is not numpy:
-        work(0, length)
-        return
     if cores == 1 or len(starts) == 1:
         for start in starts:
             work(start, min(start + block, length))
