@@ -37,7 +37,7 @@ The budget of ``make ablation``: 18 runs within 2 hours on the 2 cores of the de
 machine (AMD EPYC, NumPy's 2048^2 float32 matmul at about 140 GFLOP/s): one epoch of 36 steps
 (36 x 32 = 1,152 examples per task, 7% of a pass over QQP's training set: the table compares
 short runs, not converged ones), --max_len 64, and the dev sets only (--no_test_predictions:
-predicting the two test sets was 40% of a run's evaluation). What the committed ablation
+the SST and STS test sets are 40% of the 9,899 examples a run would otherwise predict). What the committed ablation
 (docs/results/ablation/, each run's metrics.jsonl) measured on that machine:
   - a training step (3 tasks x 32 examples) takes about 10-11 s with SMART and 3.5-4 s
     without; PCGrad adds a few tenths of a second;
