@@ -40,7 +40,7 @@ train: setup weights
 # on 2 CPU cores (1 epoch of 36 steps, --max_len 64, dev sets only): 1 h 43 min measured, see tinybert/ablation.py.
 # Resumable: run it again to continue. Output: runs/ablation/results.md and results.json.
 ablation: setup weights
-	$(PY) -m tinybert.ablation --out runs/ablation --seeds 3 --epochs 1 --steps_per_epoch 36 -- --data_dir $(DATA_DIR) --max_len 64 --no_test_predictions
+	$(PY) -m tinybert.ablation --out runs/ablation --seeds 3 --epochs 1 --steps_per_epoch 36 -- --data_dir $(DATA_DIR) --max_len 64 --no_test_predictions --para_batches_per_step 1
 
 bench: setup weights
 	$(PY) -m tinybert.bench

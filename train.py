@@ -6,17 +6,19 @@
     python train.py ... --resume                               # continue runs/NAME/last
     python -m tinybert.plot runs/all                           # draw the curves of a run
 
-Task sampling: every step takes one batch from each task being trained, in the order
-sst, para, sts. Each task cycles through its own training set, reshuffled (and bucketed by
-length) on every pass. An epoch is ``--steps_per_epoch`` steps, by default one pass over the
-smallest training set (STS with --task all: 189 steps, which the 2-core CPU budget of 90
-minutes holds with SMART); the larger sets carry on where they stopped in the next epoch. The
-dev sets are evaluated after each epoch and the best epoch (mean of the task metrics) is kept
-apart.
+Task sampling: every step takes ``--TASK_batches_per_step`` batches from each task being
+trained, in the order sst, para, sts: by default 1, 2 and 1, roughly in proportion to the
+sizes of the training sets (8,544 / 16,214 / 6,040 examples), so that every example weighs
+about the same. Each task cycles through its own training set, reshuffled (and bucketed by
+length) on every pass. An epoch is ``--steps_per_epoch`` steps, by default the fewest steps
+that pass once over every training set (with --task all: 267 steps, SST's 267 batches; Quora
+and STS are passed 1.05 and 1.4 times); a set that is not finished carries on where it stopped
+in the next epoch. The dev sets are evaluated after each epoch and the best epoch (mean of the
+task metrics) is kept apart.
 
-The loss of a step is the sum of the task losses (plus SMART's terms with --smart). With
---pcgrad the encoder's gradient is instead each task's gradient, projected off the others'
-where they conflict, summed; the heads keep their own task's gradient.
+The loss of a step is the sum of its batch losses (plus SMART's terms with --smart). With
+--pcgrad the encoder's gradient is instead each task's gradient (the sum over its batches),
+projected off the others' where they conflict, summed; the heads keep their own task's gradient.
 
 Outputs in --out: metrics.jsonl (one JSON object per step and per evaluation), last/ and
 best/ checkpoints, and predictions/ in the CS224N names and columns.
@@ -42,7 +44,15 @@ from tinybert.smart import ProximalPoint, SmartConfig, smoothness_loss
 from tinybert.tensor import no_grad
 
 # Settings a checkpoint must share with the run that resumes it.
-RESUME_MUST_MATCH = ("task", "cos", "pcgrad", "smart", "batch_size", "max_len", "seed", "steps_per_epoch", "epochs")
+RESUME_MUST_MATCH = ("task", "cos", "pcgrad", "smart", "batch_size", "max_len", "seed", "steps_per_epoch", "epochs",
+                     "sst_batches_per_step", "para_batches_per_step", "sts_batches_per_step")
+BATCHES_PER_STEP = {"sst": 1, "para": 2, "sts": 1}  # ~ the training sets' sizes
+
+
+def positive_int(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
 
 
 def parse_args(argv=None):
@@ -53,7 +63,9 @@ def parse_args(argv=None):
     p.add_argument("--smart", action="store_true", help="SMART adversarial + Bregman regularisation")
     p.add_argument("--cos", action="store_true", help="STS as a bi-encoder with a cosine-similarity loss")
     p.add_argument("--epochs", type=int, default=1, help="one default epoch fits the 90-minute CPU budget with SMART")
-    p.add_argument("--steps_per_epoch", type=int, default=None, help="default: one pass over the smallest training set")
+    p.add_argument("--steps_per_epoch", type=int, default=None, help="default: the fewest steps that pass over every training set")
+    for task, count in BATCHES_PER_STEP.items():
+        p.add_argument(f"--{task}_batches_per_step", type=positive_int, default=count, help=f"{task} batches in each step")
     p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate")
     p.add_argument("--warmup", type=float, default=0.06, help="fraction of all steps spent warming up")
     p.add_argument("--weight_decay", type=float, default=0.01)
@@ -195,7 +207,8 @@ def train(args):
     train_sets = {t: load_task(t, getattr(args, f"{t}_train")) for t in tasks}
     dev_sets = {t: load_task(t, getattr(args, f"{t}_dev")) for t in tasks}
     streams = {t: BatchStream(TASKS.index(t), train_sets[t], args.batch_size, args.seed) for t in tasks}
-    args.steps_per_epoch = args.steps_per_epoch or min(s.count for s in streams.values())
+    per_step = {t: getattr(args, f"{t}_batches_per_step") for t in tasks}
+    args.steps_per_epoch = args.steps_per_epoch or max(math.ceil(streams[t].count / per_step[t]) for t in tasks)
     total_steps = args.steps_per_epoch * args.epochs
 
     model = MultitaskBert(BertModel.from_pretrained(args.weights), args.hidden_dropout_prob, args.cos)
@@ -240,13 +253,18 @@ def train(args):
             record = {"type": "step", "step": step + 1, "epoch": step // args.steps_per_epoch + 1, "lr": optimizer.lr}
             task_gradients = []
             for task in tasks:
-                batch = encode_batch(task, streams[task].batch(step), tokenizer, args.max_len, args.cos)
-                loss, logged = task_step(model, batch, args, smart_config, proximal)
-                if not math.isfinite(loss.item()):
-                    raise TrainingDiverged(f"the loss of task {task!r} is {loss.item()} at step {step + 1}; "
-                                           f"stopped, the last good checkpoint in {last} is kept")
-                record.update(logged)
-                loss.backward()
+                logged_sums = {}
+                for k in range(per_step[task]):
+                    batch = encode_batch(task, streams[task].batch(step * per_step[task] + k), tokenizer,
+                                         args.max_len, args.cos)
+                    loss, logged = task_step(model, batch, args, smart_config, proximal)
+                    if not math.isfinite(loss.item()):
+                        raise TrainingDiverged(f"the loss of task {task!r} is {loss.item()} at step {step + 1}; "
+                                               f"stopped, the last good checkpoint in {last} is kept")
+                    for key, value in logged.items():
+                        logged_sums[key] = logged_sums.get(key, 0.0) + value
+                    loss.backward()  # gradients of the task's batches add up
+                record.update({key: value / per_step[task] for key, value in logged_sums.items()})
                 if args.pcgrad and len(tasks) > 1:  # set this task's encoder gradient aside
                     task_gradients.append([p.grad for p in shared])
                     for p in shared:
