@@ -132,6 +132,12 @@ class BatchStream:
         return self._batches[position]
 
 
+def default_steps_per_epoch(streams, batches_per_step):
+    """The fewest steps in which every task passes once over its training set, when a step
+    takes ``batches_per_step[task]`` batches of each task's stream."""
+    return max(math.ceil(stream.count / batches_per_step[task]) for task, stream in streams.items())
+
+
 # ---------------------------------------------------------------- evaluation
 def predict(model, task, examples, tokenizer, args):
     """(ids, predictions, head outputs) over a dataset, in eval mode, without a graph."""
@@ -208,7 +214,7 @@ def train(args):
     dev_sets = {t: load_task(t, getattr(args, f"{t}_dev")) for t in tasks}
     streams = {t: BatchStream(TASKS.index(t), train_sets[t], args.batch_size, args.seed) for t in tasks}
     per_step = {t: getattr(args, f"{t}_batches_per_step") for t in tasks}
-    args.steps_per_epoch = args.steps_per_epoch or max(math.ceil(streams[t].count / per_step[t]) for t in tasks)
+    args.steps_per_epoch = args.steps_per_epoch or default_steps_per_epoch(streams, per_step)
     total_steps = args.steps_per_epoch * args.epochs
 
     model = MultitaskBert(BertModel.from_pretrained(args.weights), args.hidden_dropout_prob, args.cos)

@@ -231,6 +231,41 @@ def test_reported_results_equal_the_committed_runs(document):
             assert numbers[:3] == expected, f"{document.name}: row {row!r} does not match {path}"
 
 
+# what a row's command must share with the run it links; runs made before the
+# --TASK_batches_per_step flags existed drew one batch of each task per step
+RECIPE = ("task", "pcgrad", "smart", "cos", "epochs", "steps_per_epoch", "lr", "warmup", "weight_decay", "clip",
+          "batch_size", "hidden_dropout_prob", "max_len", "seed", "sst_batches_per_step",
+          "para_batches_per_step", "sts_batches_per_step")
+
+
+@pytest.mark.parametrize("document", [ROOT / "README.md", DOCS / "12-results.md"], ids=lambda p: p.name)
+def test_reported_commands_reproduce_the_committed_runs(document):
+    """The command in every row that links docs/results/NAME, parsed by train.py, asks for the
+    recipe NAME/args.json was trained with (steps per epoch resolved from the data, as train() does)."""
+    import functools
+    import json
+    import shlex
+    import train
+    training_set = functools.lru_cache(train.load_task)
+    for line in document.read_text(encoding="utf-8").splitlines():
+        linked = re.search(r"results/([\w.+-]+)/?\)", line)
+        command = re.search(r"`python train\.py ([^`]*)`", line)
+        if not (line.startswith("|") and linked and command):
+            continue
+        args = train.parse_args(shlex.split(command.group(1)) + ["--data_dir", str(data_dir())])
+        if args.steps_per_epoch is None:
+            tasks = list(train.TASKS) if args.task == "all" else [args.task]
+            streams = {t: train.BatchStream(0, training_set(t, getattr(args, f"{t}_train")), args.batch_size, 0)
+                       for t in tasks}
+            args.steps_per_epoch = train.default_steps_per_epoch(
+                streams, {t: getattr(args, f"{t}_batches_per_step") for t in tasks})
+        recorded = json.loads((DOCS / "results" / linked.group(1) / "args.json").read_text(encoding="utf-8"))
+        for key in RECIPE:
+            wanted = recorded.get(key, 1 if key.endswith("_batches_per_step") else None)
+            assert getattr(args, key) == wanted, (f"{document.name}: {command.group(0)} has --{key}={getattr(args, key)}, "
+                                                  f"results/{linked.group(1)} was trained with {wanted}")
+
+
 def test_ablation_table_equals_the_committed_json():
     """Chapter 12's ablation table is tinybert.ablation.markdown_table of the committed
     results.json of a complete `make ablation` (6 configurations x 3 seeds)."""

@@ -199,6 +199,40 @@ def test_one_task_alone(tiny_weights, tmp_path, task, cos):
     assert ("similarity_head.weight" in groups["model"]) == (not cos)
 
 
+def test_batches_per_step_draw_consecutive_batches_of_each_stream(tiny_weights, tmp_path, monkeypatch):
+    real_batch, drawn = train.BatchStream.batch, []
+
+    def batch(self, number):
+        drawn.append((train.TASKS[self.task_index], number))
+        return real_batch(self, number)
+    monkeypatch.setattr(train.BatchStream, "batch", batch)
+    run(tiny_weights, tmp_path, "--task", "all", "--sst_batches_per_step", "1", "--para_batches_per_step", "3",
+        "--sts_batches_per_step", "2", "--no_test_predictions")
+    drawn = drawn[:drawn.index(("sst", 2)) + 6]  # the three steps, before evaluation
+    assert drawn == [("sst", 0), ("para", 0), ("para", 1), ("para", 2), ("sts", 0), ("sts", 1),
+                     ("sst", 1), ("para", 3), ("para", 4), ("para", 5), ("sts", 2), ("sts", 3),
+                     ("sst", 2), ("para", 6), ("para", 7), ("para", 8), ("sts", 4), ("sts", 5)]
+    assert len(records(tmp_path, "step")) == 3
+
+
+def test_default_epoch_passes_over_every_training_set():
+    class Stream:
+        def __init__(self, count):
+            self.count = count
+    streams = {"sst": Stream(267), "para": Stream(507), "sts": Stream(189)}
+    assert train.default_steps_per_epoch(streams, {"sst": 1, "para": 2, "sts": 1}) == 267
+    assert train.default_steps_per_epoch(streams, {"sst": 1, "para": 1, "sts": 1}) == 507
+    assert train.default_steps_per_epoch(streams, {"sst": 3, "para": 3, "sts": 1}) == 189
+    assert train.default_steps_per_epoch({"para": Stream(507)}, {"para": 2}) == 254
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_batches_per_step_must_be_a_positive_integer(value, capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(["--para_batches_per_step", value])
+    assert f"argument --para_batches_per_step: expected a positive integer, got '{value}'" in capsys.readouterr().err
+
+
 def test_no_test_predictions_writes_dev_files_only(tiny_weights, tmp_path):
     run(tiny_weights, tmp_path, "--task", "sst", "--no_test_predictions")
     assert os.listdir(tmp_path / "predictions") == ["sst-dev-output.csv"]
@@ -281,7 +315,7 @@ def test_resume_with_another_setting_names_it(tiny_weights, tmp_path, flag):
 
 # ---------------------------------------------------------------- divergence
 def nan_loss_at(monkeypatch, task, call, last_checkpoint):
-    """Make ``task``'s loss NaN at its ``call``-th evaluation (= step, one batch per step);
+    """Make ``task``'s loss NaN at its ``call``-th evaluation (its batch number + 1);
     return a list that receives the bytes of ``last_checkpoint`` at that moment (None if absent)."""
     real_loss, calls, seen = MultitaskBert.loss, [], []
 
@@ -299,7 +333,7 @@ def nan_loss_at(monkeypatch, task, call, last_checkpoint):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_weights, tmp_path, monkeypatch):
     last = tmp_path / "last" / "checkpoint.safetensors"
-    seen = nan_loss_at(monkeypatch, "para", 5, last)  # step 5: after epoch 1 saved last/ at step 3
+    seen = nan_loss_at(monkeypatch, "para", 9, last)  # two para batches a step: step 5, after epoch 1 saved last/ at step 3
     with pytest.raises(SystemExit) as error:
         train.main(arguments(tiny_weights, tmp_path, "--task", "all", "--smart", epochs=2))
     message = exit_message(error)

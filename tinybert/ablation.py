@@ -2,7 +2,7 @@
 
     python -m tinybert.ablation                                  # 6 configurations x 3 seeds, train.py's full recipe
     python -m tinybert.ablation --configs baseline smart+pcgrad+cos --seeds 2
-    python -m tinybert.ablation --epochs 1 --steps_per_epoch 36 -- --data_dir ../shared/data --max_len 64 --no_test_predictions   # make ablation
+    python -m tinybert.ablation --epochs 1 --steps_per_epoch 36 -- --data_dir ../shared/data --max_len 64 --no_test_predictions --para_batches_per_step 1   # make ablation
     python -m tinybert.ablation --report-only                    # only (re)write the table from the finished runs
     make ablation                                                # the CPU budget recipe below, on $(DATA_DIR)
 
