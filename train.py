@@ -19,6 +19,7 @@ task metrics) is kept apart.
 The loss of a step is the sum of its batch losses (plus SMART's terms with --smart). With
 --pcgrad the encoder's gradient is instead each task's gradient (the sum over its batches),
 projected off the others' where they conflict, summed; the heads keep their own task's gradient.
+A task's logged loss (and SMART terms) in a step is the mean over its batches.
 
 Outputs in --out: metrics.jsonl (one JSON object per step and per evaluation), last/ and
 best/ checkpoints, and predictions/ in the CS224N names and columns.
@@ -50,6 +51,7 @@ BATCHES_PER_STEP = {"sst": 1, "para": 2, "sts": 1}  # ~ the training sets' sizes
 
 
 def positive_int(text):
+    """argparse type: an integer of at least 1, else a usage error naming the value."""
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(text)
@@ -115,17 +117,18 @@ def load_task(task, path, labelled=True):
 
 
 class BatchStream:
-    """Task t's batch at step s, as a pure function of (seed, t, s): pass p = s // n over the
-    training set uses the order drawn from a generator seeded by (seed, t, p). Resuming at a
-    step therefore needs nothing but the step."""
+    """Task t's n-th batch, as a pure function of (seed, t, n): pass p = n // count over the
+    training set uses the order drawn from a generator seeded by (seed, t, p). Step s takes
+    batches s * k ... s * k + k - 1 when the task has k batches per step, so resuming at a
+    step needs nothing but the step."""
 
     def __init__(self, task_index, examples, batch_size, seed):
         self.task_index, self.examples, self.batch_size, self.seed = task_index, examples, batch_size, seed
         self.count = math.ceil(len(examples) / batch_size)
         self._pass, self._batches = None, None
 
-    def batch(self, step):
-        pass_index, position = divmod(step, self.count)
+    def batch(self, number):
+        pass_index, position = divmod(number, self.count)
         if pass_index != self._pass:
             rng = np.random.default_rng([self.seed, self.task_index, pass_index])
             self._pass, self._batches = pass_index, make_batches(self.examples, self.batch_size, rng)
