@@ -1,10 +1,10 @@
 """The float32 erf and normal CDF of tinybert/erf.py against SciPy's in float64, the GELU built on
-them against its float64 self, and the blocks of tinybert.parallel that erf runs in."""
+them against its float64 self."""
 import numpy as np
 import pytest
 import scipy.special
 
-from tinybert import backend, erf, functional as F, parallel
+from tinybert import backend, erf, functional as F
 from tinybert.tensor import Tensor
 
 GRID = np.linspace(-12.0, 12.0, 600_001).astype(np.float32)   # past both clamps, through 0
@@ -52,14 +52,3 @@ def test_float32_gelu_matches_float64_gelu():
     double = F.gelu(Tensor(x)).data
     assert single.dtype == np.float32
     assert np.abs(single - double).max() < 2e-6
-
-
-@pytest.mark.parametrize("length,block", [(1, 4), (10, 3), (12, 4), (1000, 7), (5, 5)])
-def test_for_blocks_covers_every_item_once(length, block):
-    seen = np.zeros(length, int)
-
-    def work(start, stop):
-        assert 0 < stop - start <= block
-        seen[start:stop] += 1
-    parallel.for_blocks(length, block, work)
-    assert (seen == 1).all()

@@ -9,8 +9,9 @@ import json
 import math
 import os
 
-from . import backend, functional as F, ops
+from . import backend, functional as F, ops, parallel
 from .nn import Dropout, Embedding, LayerNorm, Linear, Module
+from .tensor import Tensor, is_grad_enabled
 
 
 class BertEmbeddings(Module):
@@ -150,15 +151,28 @@ class BertModel(Module):
 
     def encode(self, embedded, attention_mask, output_hidden_states=False):
         """Run the encoder layers on embedding-layer output (B, T, C). SMART perturbs
-        ``embedded`` and calls this directly."""
+        ``embedded`` and calls this directly. With no graph to record, on the CPU, each
+        core runs the layers on its own rows of the batch (``parallel.over_batch``)."""
         additive_mask = self.additive_mask(attention_mask, embedded.dtype)
-        hidden_states = [embedded]
-        x = embedded
+        if is_grad_enabled() or backend.device != "cpu":
+            hidden_states = self.layer_outputs(embedded, additive_mask)
+        else:
+            parts = parallel.over_batch(
+                lambda rows: self.layer_outputs(Tensor(embedded.data[rows]), additive_mask[rows]), embedded.shape[0])
+            wanted = range(len(parts[0])) if output_hidden_states else [-1]
+            hidden_states = [Tensor(backend.xp.concatenate([part[i].data for part in parts]))
+                             for i in wanted] if len(parts) > 1 else parts[0]
+        x = hidden_states[-1]
+        pooled = ops.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
+        return BertOutput(x, tuple(hidden_states) if output_hidden_states else None, pooled)
+
+    def layer_outputs(self, x, additive_mask):
+        """[x, the first layer's output, ..., the last layer's output]."""
+        hidden_states = [x]
         for layer in self.layers:
             x = layer(x, additive_mask)
             hidden_states.append(x)
-        pooled = ops.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
-        return BertOutput(x, tuple(hidden_states) if output_hidden_states else None, pooled)
+        return hidden_states
 
     @staticmethod
     def additive_mask(attention_mask, dtype):

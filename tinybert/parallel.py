@@ -1,37 +1,121 @@
-"""Elementwise work on every core, in blocks that stay in cache.
+"""Work on every core from NumPy: elementwise ops in cache-sized blocks, and inference split
+along the batch.
 
 NumPy runs a ufunc (add, exp, ...) or a reduction on one core, and each call reads and writes
 whole arrays: an op made of five passes over a 25 MB array streams it from memory ten times.
-Two remedies, both here:
-  - blocks: do all the passes of an op on one slice of a few hundred KB before moving to the
-    next, so that every pass after the first finds its data in the cache;
-  - threads: NumPy releases the GIL inside a ufunc, so threads working on separate slices
-    run at the same time, one per core.
-PyTorch does the same in C++ (at::parallel_for). For NumPy arrays only: on CuPy the GPU is
-parallel already, and blocks would only add kernel launches.
+NumPy releases the GIL inside a ufunc and inside a BLAS call, so Python threads working on
+separate slices run at the same time, one per core. Two ways to use that, both here:
+  - ``for_blocks``: do all the passes of an op on one slice of a few hundred KB before moving
+    to the next (every pass after the first finds its data in the cache), slices shared out
+    among the cores. PyTorch does the same in C++ (at::parallel_for).
+  - ``over_batch``: with no graph to record (evaluation), rows of a batch never interact, so
+    each core runs the whole encoder on its own slice of rows, BLAS held to one thread.
+    Splitting every op instead loses to OpenBLAS itself: after each matmul its idle worker
+    keeps spinning on the other core for about 0.1 s, so elementwise work handed to a second
+    thread between two matmuls finds that core busy. With one thread per slice, matmuls and
+    elementwise work alike run on both cores and the threads meet once per forward.
+For NumPy arrays only: on CuPy the GPU is parallel already.
 """
+import contextlib
+import ctypes
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy
+
 _pool = None
+_inside = threading.local()   # .busy: this thread already runs one core's share
+
+
+def cores():
+    return os.cpu_count() or 1
+
+
+def _shared_pool():
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(cores())
+    return _pool
 
 
 def for_blocks(length, block, work):
     """Call ``work(start, stop)`` on consecutive blocks of at most ``block`` items that cover
-    range(length); contiguous runs of blocks are shared out among one thread per core.
+    range(length); contiguous runs of blocks are shared out among one thread per core
+    (run in this thread alone inside ``over_batch``, whose threads hold every core already).
     ``work`` must only write its own block."""
-    global _pool
     starts = list(range(0, length, max(1, block)))
-    cores = os.cpu_count() or 1
-    if cores == 1 or len(starts) == 1:
+    if cores() == 1 or len(starts) == 1 or getattr(_inside, "busy", False):
         for start in starts:
             work(start, min(start + block, length))
         return
-    if _pool is None:
-        _pool = ThreadPoolExecutor(cores)
-    share = -(-len(starts) // cores)   # blocks per thread, rounded up
+    share = -(-len(starts) // cores())   # blocks per thread, rounded up
 
     def run(first):
         for start in starts[first:first + share]:
             work(start, min(start + block, length))
-    list(_pool.map(run, range(0, len(starts), share)))
+    list(_shared_pool().map(run, range(0, len(starts), share)))
+
+
+def over_batch(function, batch_size):
+    """``function(rows)`` for slices ``rows`` of range(batch_size), one per core, run at the
+    same time with NumPy's BLAS on one thread; returns the per-slice results in order.
+    ``function`` must only read shared arrays. Runs ``function(slice(0, batch_size))`` alone
+    when that cannot help: one core, one row, or a BLAS whose threads cannot be set."""
+    parts = min(cores(), batch_size)
+    if parts < 2 or getattr(_inside, "busy", False) or _openblas() is None:
+        return [function(slice(0, batch_size))]
+    bounds = numpy.linspace(0, batch_size, parts + 1).round().astype(int)
+
+    def run(index):
+        _inside.busy = True
+        try:
+            return function(slice(bounds[index], bounds[index + 1]))
+        finally:
+            _inside.busy = False
+    with blas_threads(1):
+        return list(_shared_pool().map(run, range(parts)))
+
+
+@contextlib.contextmanager
+def blas_threads(count):
+    """NumPy's OpenBLAS on ``count`` threads inside the block (a process-wide setting)."""
+    set_threads, get_threads = _openblas()
+    previous = get_threads()
+    set_threads(count)
+    try:
+        yield
+    finally:
+        set_threads(previous)
+
+
+_OPENBLAS_NAMES = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+                   ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+                   ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
+                   ("openblas_set_num_threads", "openblas_get_num_threads"))
+_openblas_functions = []   # [] not looked up yet, [None] not found, [(set, get)]
+
+
+def _openblas():
+    """(set_num_threads, get_num_threads) of the OpenBLAS that NumPy loaded, or None (another
+    BLAS, or not Linux): found by name among the libraries mapped into this process."""
+    if not _openblas_functions:
+        _openblas_functions.append(_find_openblas())
+    return _openblas_functions[0]
+
+
+def _find_openblas():
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line}
+    except OSError:
+        return None
+    for path in sorted(paths, key=lambda p: "numpy" not in p):   # NumPy's own before SciPy's
+        library = ctypes.CDLL(path)
+        for set_name, get_name in _OPENBLAS_NAMES:
+            if hasattr(library, set_name) and hasattr(library, get_name):
+                set_threads, get_threads = getattr(library, set_name), getattr(library, get_name)
+                set_threads.argtypes, set_threads.restype = [ctypes.c_int], None
+                get_threads.argtypes, get_threads.restype = [], ctypes.c_int
+                return set_threads, get_threads
+    return None

@@ -1,0 +1,49 @@
+"""tinybert.parallel: blocks shared among the cores, the batch split of evaluation, and the
+BLAS thread setting it relies on."""
+import threading
+
+import numpy as np
+import pytest
+
+from tinybert import parallel
+
+
+@pytest.mark.parametrize("length,block", [(1, 4), (10, 3), (12, 4), (1000, 7), (5, 5)])
+def test_for_blocks_covers_every_item_once(length, block):
+    seen = np.zeros(length, int)
+
+    def work(start, stop):
+        assert 0 < stop - start <= block
+        seen[start:stop] += 1
+    parallel.for_blocks(length, block, work)
+    assert (seen == 1).all()
+
+
+def test_numpy_openblas_is_found_when_numpy_uses_openblas():
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    assert (parallel._openblas() is not None) == ("openblas" in blas.lower()), blas
+
+
+@pytest.mark.skipif(parallel._openblas() is None, reason="NumPy's BLAS is not OpenBLAS (checked above)")
+def test_over_batch_gives_each_core_its_rows_with_single_threaded_blas(monkeypatch):
+    monkeypatch.setattr(parallel, "cores", lambda: 3)
+    _, get_threads = parallel._openblas()
+    before = get_threads()
+    calls = []
+
+    def function(rows):
+        inner_threads = []
+        parallel.for_blocks(10, 2, lambda start, stop: inner_threads.append(threading.get_ident()))
+        calls.append((rows, get_threads(), set(inner_threads) == {threading.get_ident()}))
+        return rows.start
+
+    assert parallel.over_batch(function, 5) == [0, 2, 3]      # in order of the rows
+    assert sorted((rows.start, rows.stop) for rows, _, _ in calls) == [(0, 2), (2, 3), (3, 5)]
+    assert all(threads == 1 for _, threads, _ in calls), "BLAS not held to one thread in the slices"
+    assert all(serial for _, _, serial in calls), "for_blocks inside a slice must stay in its thread"
+    assert get_threads() == before
+
+
+def test_over_batch_runs_once_when_there_is_one_row(monkeypatch):
+    monkeypatch.setattr(parallel, "cores", lambda: 4)
+    assert parallel.over_batch(lambda rows: (rows.start, rows.stop), 1) == [(0, 1)]
