@@ -10,10 +10,12 @@ def test_quick_bench_reports_every_row(capsys):
     result = json.loads(capsys.readouterr().out)
     for key in ("infer_ratio_T8", "train_ratio_T8", "mem_ratio_train_T8", "numpy_matmul_gflops",
                 "page_faults_per_step_tinybert_T8", "page_faults_per_step_pytorch_T8",
-                "erf_ns_per_value_tinybert", "erf_ns_per_value_scipy", "erf_ns_per_value_pytorch"):
+                "erf_ns_per_value_tinybert", "erf_ns_per_value_scipy", "erf_ns_per_value_pytorch",
+                "blas_spin_cpu_s"):
         assert key in result, key
     assert all(result[key] > 0 for key in ("infer_ratio_T8", "train_ratio_T8", "mem_ratio_train_T8"))
     assert result["page_faults_per_step_tinybert_T8"] >= 0
+    assert 0 <= result["blas_spin_cpu_s"] < 1.0
 
 
 def test_erf_rates_are_per_value_of_each_system():

@@ -26,7 +26,7 @@ def test_numpy_openblas_is_found_when_numpy_uses_openblas():
 
 @pytest.mark.skipif(parallel._openblas() is None, reason="NumPy's BLAS is not OpenBLAS (checked above)")
 def test_over_batch_gives_each_core_its_rows_with_single_threaded_blas(monkeypatch):
-    monkeypatch.setattr(parallel, "cores", lambda: 3)
+    monkeypatch.setattr(parallel, "cores", lambda: 3)                  # six slices
     _, get_threads = parallel._openblas()
     before = get_threads()
     calls = []
@@ -37,8 +37,8 @@ def test_over_batch_gives_each_core_its_rows_with_single_threaded_blas(monkeypat
         calls.append((rows, get_threads(), set(inner_threads) == {threading.get_ident()}))
         return rows.start
 
-    assert parallel.over_batch(function, 5) == [0, 2, 3]      # in order of the rows
-    assert sorted((rows.start, rows.stop) for rows, _, _ in calls) == [(0, 2), (2, 3), (3, 5)]
+    assert parallel.over_batch(function, 9) == [0, 2, 3, 4, 6, 8]     # in order of the rows
+    assert sorted((rows.start, rows.stop) for rows, _, _ in calls) == [(0, 2), (2, 3), (3, 4), (4, 6), (6, 8), (8, 9)]
     assert all(threads == 1 for _, threads, _ in calls), "BLAS not held to one thread in the slices"
     assert all(serial for _, _, serial in calls), "for_blocks inside a slice must stay in its thread"
     assert get_threads() == before

@@ -68,6 +68,17 @@ def numpy_matmul_gflops(n=2048, repeats=5):
     return 2 * n ** 3 / best / 1e9
 
 
+def blas_spin_seconds(pause=0.3):
+    """CPU seconds this process uses while its main thread sleeps ``pause`` s right after a
+    NumPy matmul: OpenBLAS's idle worker threads busy-wait a while before they sleep, and
+    hold a core meanwhile (why tinybert.parallel splits evaluation by rows, see there)."""
+    a = np.random.default_rng(0).standard_normal((512, 512), dtype=np.float32)
+    a @ a
+    start = time.process_time()
+    time.sleep(pause)
+    return time.process_time() - start
+
+
 def _timed(fn):
     start = time.perf_counter()
     fn()
@@ -289,6 +300,7 @@ def main(argv=None):
                                     f"{result[f'mem_ratio_train_T{T}']:5.2f}" if name == "tinybert" else ""))
     matmul_rate = numpy_matmul_gflops()
     result["numpy_matmul_gflops"] = round(matmul_rate, 1)
+    result["blas_spin_cpu_s"] = round(blas_spin_seconds(), 3)
     if args.device == "cpu":
         for name, ns in erf_nanoseconds().items():
             result[f"erf_ns_per_value_{name}"] = round(ns, 2)
@@ -315,6 +327,8 @@ def main(argv=None):
     print(f"load average at start {result['load_average']:.2f} (other processes share these cores)")
     print(f"{os.cpu_count()} cores, NumPy float32 matmul 2048^3: {matmul_rate:.1f} GFLOP/s; "
           f"median of {args.repeats} runs after {args.warmup} warm-up; ratio = tinybert / pytorch")
+    print(f"CPU time used in a 0.3 s sleep right after a NumPy matmul (OpenBLAS's idle workers "
+          f"spinning): {result['blas_spin_cpu_s']:.3f} s")
     if "erf_ns_per_value_tinybert" in result:
         print("GELU's erf, ns per value (float32, 6.3M values): " + ", ".join(
             f"{name} {result[f'erf_ns_per_value_{name}']:.2f}" for name in ("tinybert", "scipy", "pytorch")))

@@ -58,12 +58,13 @@ def for_blocks(length, block, work):
 
 
 def over_batch(function, batch_size):
-    """``function(rows)`` for slices ``rows`` of range(batch_size), one per core, run at the
-    same time with NumPy's BLAS on one thread; returns the per-slice results in order.
-    ``function`` must only read shared arrays. Runs ``function(slice(0, batch_size))`` alone
-    when that cannot help: one core, one row, or a BLAS whose threads cannot be set."""
-    parts = min(cores(), batch_size)
-    if parts < 2 or getattr(_inside, "busy", False) or _openblas() is None:
+    """``function(rows)`` for slices ``rows`` of range(batch_size), two slices per core (a
+    smaller slice's activations stay in cache longer), one thread per core, NumPy's BLAS on
+    one thread; returns the per-slice results in order. ``function`` must only read shared
+    arrays. Runs ``function(slice(0, batch_size))`` alone when splitting cannot help: one
+    core, one row, or a BLAS whose threads cannot be set."""
+    parts = min(2 * cores(), batch_size)
+    if cores() < 2 or parts < 2 or getattr(_inside, "busy", False) or _openblas() is None:
         return [function(slice(0, batch_size))]
     bounds = numpy.linspace(0, batch_size, parts + 1).round().astype(int)
 
