@@ -47,11 +47,10 @@ def normal_cdf(array):
 
 
 def _blockwise(array, scale, cdf):
-    """``_block`` over the flattened array, one cache-sized block at a time, on every core."""
+    """``_block`` over the array, one cache-sized block at a time, on every core."""
     array = numpy.ascontiguousarray(array, dtype=numpy.float32)
     out = numpy.empty_like(array)
-    flat_in, flat_out = array.reshape(-1), out.reshape(-1)
-    parallel.for_blocks(flat_in.size, BLOCK, lambda start, stop: _block(flat_in[start:stop], flat_out[start:stop], scale, cdf))
+    parallel.blockwise(lambda x, y: _block(x, y, scale, cdf), array, out, block=BLOCK)
     return out
 
 

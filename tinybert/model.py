@@ -11,7 +11,7 @@ import os
 
 from . import backend, functional as F, ops, parallel
 from .nn import Dropout, Embedding, LayerNorm, Linear, Module
-from .tensor import Tensor, is_grad_enabled
+from .tensor import is_grad_enabled
 
 
 class BertEmbeddings(Module):
@@ -157,11 +157,10 @@ class BertModel(Module):
         if is_grad_enabled() or backend.device != "cpu":
             hidden_states = self.layer_outputs(embedded, additive_mask)
         else:
-            parts = parallel.over_batch(
-                lambda rows: self.layer_outputs(Tensor(embedded.data[rows]), additive_mask[rows]), embedded.shape[0])
+            parts = parallel.over_batch(lambda rows: self.layer_outputs(embedded[rows], additive_mask[rows]),
+                                        embedded.shape[0])
             wanted = range(len(parts[0])) if output_hidden_states else [-1]
-            hidden_states = [Tensor(backend.xp.concatenate([part[i].data for part in parts]))
-                             for i in wanted] if len(parts) > 1 else parts[0]
+            hidden_states = [ops.concatenate([part[i] for part in parts]) for i in wanted] if len(parts) > 1 else parts[0]
         x = hidden_states[-1]
         pooled = ops.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
         return BertOutput(x, tuple(hidden_states) if output_hidden_states else None, pooled)

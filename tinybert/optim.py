@@ -4,7 +4,7 @@ All three work on Tensors (parameters) whose ``.data`` and ``.grad`` are arrays 
 ``backend.xp``; updates happen in place on ``p.data`` and keep its dtype (float32 stays
 float32: every scalar below is a Python float, which NumPy and CuPy do not upcast).
 """
-from . import backend
+from . import backend, parallel
 
 
 class AdamW:
@@ -61,23 +61,25 @@ class AdamW:
         for p, m, v, weight_decay in zip(self.params, self.exp_avg, self.exp_avg_sq, self.weight_decays):
             if p.grad is None:
                 continue
-            g = p.grad
-            if weight_decay != 0.0:
-                p.data *= 1.0 - self.lr * weight_decay
-            # in place, through one scratch array: the word embedding alone is 12M floats
-            scratch = xp.subtract(g, m)
-            scratch *= 1.0 - beta1
-            m += scratch                        # = b1 m + (1-b1) g, written as torch's lerp
-            v *= beta2
-            xp.multiply(g, 1.0 - beta2, out=scratch)
-            scratch *= g
-            v += scratch                        # += (1-b2) g^2
-            denominator = xp.sqrt(v, out=scratch)
-            denominator /= bias_correction2_sqrt
-            denominator += self.eps             # sqrt(v^) + eps
-            update = m * step_size
-            update /= denominator
-            p.data -= update                    # -= lr m^ / (sqrt(v^) + eps)
+
+            def update(p, g, m, v):
+                if weight_decay != 0.0:
+                    p *= 1.0 - self.lr * weight_decay
+                # in place, through one scratch array: the word embedding alone is 12M floats
+                scratch = xp.subtract(g, m)
+                scratch *= 1.0 - beta1
+                m += scratch                        # = b1 m + (1-b1) g, written as torch's lerp
+                v *= beta2
+                xp.multiply(g, 1.0 - beta2, out=scratch)
+                scratch *= g
+                v += scratch                        # += (1-b2) g^2
+                denominator = xp.sqrt(v, out=scratch)
+                denominator /= bias_correction2_sqrt
+                denominator += self.eps             # sqrt(v^) + eps
+                step = m * step_size
+                step /= denominator
+                p -= step                           # -= lr m^ / (sqrt(v^) + eps)
+            parallel.blockwise(update, p.data, p.grad, m, v)   # all passes on a block while it is in cache
 
     def zero_grad(self):
         """Forget every gradient (set to None), so the next backward() starts from nothing."""

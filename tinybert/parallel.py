@@ -57,6 +57,18 @@ def for_blocks(length, block, work):
     list(_shared_pool().map(run, range(0, len(starts), share)))
 
 
+def blockwise(work, *arrays, block=1 << 16):
+    """``work(*slices)`` on matching slices of ``arrays`` (same size, flattened), ``block``
+    values at a time, on every core (``for_blocks``). For elementwise work that writes its
+    results into some of the arrays: it sees the same values either way, so when the arrays
+    are not all C-contiguous NumPy arrays (CuPy, a strided view) it gets them whole, at once."""
+    if not all(isinstance(a, numpy.ndarray) and a.flags.c_contiguous for a in arrays):
+        work(*arrays)
+        return
+    flat = [a.reshape(-1) for a in arrays]
+    for_blocks(flat[0].size, block, lambda start, stop: work(*(a[start:stop] for a in flat)))
+
+
 def over_batch(function, batch_size):
     """``function(rows)`` for slices ``rows`` of range(batch_size), two slices per core (a
     smaller slice's activations stay in cache longer), one thread per core, NumPy's BLAS on
