@@ -148,7 +148,8 @@ def test_bregman_is_zero_at_the_start_and_positive_after_a_move(task, cos):
     model, batch = tiny_model(cos), batch_for(task, cos)
     model.train()
     proximal = ProximalPoint(model, beta=0.9)  # theta~ = theta
-    assert proximal.bregman_loss(model, batch, model(batch)).item() == 0.0
+    # zero but for rounding: the averaged model runs without a graph, its batch split by rows
+    assert abs(proximal.bregman_loss(model, batch, model(batch)).item()) < 1e-24
 
     rng = np.random.default_rng(3)
     for p in model.parameters():
