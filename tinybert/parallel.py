@@ -28,8 +28,11 @@ _pool = None
 _inside = threading.local()   # .busy: this thread already runs one core's share
 
 
+_CORES = os.cpu_count() or 1
+
+
 def cores():
-    return os.cpu_count() or 1
+    return _CORES
 
 
 def _shared_pool():
