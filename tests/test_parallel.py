@@ -47,3 +47,20 @@ def test_over_batch_gives_each_core_its_rows_with_single_threaded_blas(monkeypat
 def test_over_batch_runs_once_when_there_is_one_row(monkeypatch):
     monkeypatch.setattr(parallel, "cores", lambda: 4)
     assert parallel.over_batch(lambda rows: (rows.start, rows.stop), 1) == [(0, 1)]
+
+
+def test_blockwise_writes_every_value_once_and_takes_strided_arrays_whole():
+    x = np.arange(1000, dtype=np.float32).reshape(10, 100)
+    out = np.zeros_like(x)
+    sizes = []
+
+    def double(x, out):
+        sizes.append(x.size)
+        out += 2 * x
+    parallel.blockwise(double, x, out, block=64)
+    assert np.array_equal(out, 2 * x) and max(sizes) <= 64 and len(sizes) == 16
+
+    sizes.clear()
+    strided = np.zeros((100, 10), np.float32).T              # not C-contiguous: one call, whole
+    parallel.blockwise(double, x, strided, block=64)
+    assert sizes == [1000] and np.array_equal(strided, 2 * x)

@@ -5,9 +5,10 @@ NumPy runs a ufunc (add, exp, ...) or a reduction on one core, and each call rea
 whole arrays: an op made of five passes over a 25 MB array streams it from memory ten times.
 NumPy releases the GIL inside a ufunc and inside a BLAS call, so Python threads working on
 separate slices run at the same time, one per core. Two ways to use that, both here:
-  - ``for_blocks``: do all the passes of an op on one slice of a few hundred KB before moving
-    to the next (every pass after the first finds its data in the cache), slices shared out
-    among the cores. PyTorch does the same in C++ (at::parallel_for).
+  - ``for_blocks`` (and ``blockwise``, over the same slices of several arrays): do all the
+    passes of an op on one slice of a few hundred KB before moving to the next (every pass
+    after the first finds its data in the cache), slices shared out among the cores. PyTorch
+    does the same in C++ (at::parallel_for).
   - ``over_batch``: with no graph to record (evaluation), rows of a batch never interact, so
     each core runs the whole encoder on its own slice of rows, BLAS held to one thread.
     Splitting every op instead loses to OpenBLAS itself: after each matmul its idle worker
@@ -24,11 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
+_CORES = os.cpu_count() or 1
 _pool = None
 _inside = threading.local()   # .busy: this thread already runs one core's share
-
-
-_CORES = os.cpu_count() or 1
 
 
 def cores():
