@@ -65,7 +65,7 @@ class AdamW:
             def update(p, g, m, v):
                 if weight_decay != 0.0:
                     p *= 1.0 - self.lr * weight_decay
-                # in place, through one scratch array: the word embedding alone is 12M floats
+                # in place, through one scratch array a block (the word embedding is 12M floats)
                 scratch = xp.subtract(g, m)
                 scratch *= 1.0 - beta1
                 m += scratch                        # = b1 m + (1-b1) g, written as torch's lerp
