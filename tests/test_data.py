@@ -157,10 +157,32 @@ def test_bad_pair_labels_are_skipped(tmp_path, task, label):
     assert len(messages) == 1 and "line 2" in messages[0]
 
 
-def test_quoted_fields_keep_quotes_and_tabs(tmp_path):
+def test_quotes_are_ordinary_characters(tmp_path):
+    # the CS224N files have no quoting convention: quotes stay as written, a tab always separates
     path = write(tmp_path, '\tid\tsentence1\tsentence2\tsimilarity\n'
-                           '0\ta\t"She said ""hi""\tand left"\t  padded  \t4.2\n')
-    assert load_pairs(path, "sts") == [PairExample("a", 'She said "hi"\tand left', "padded", 4.2)]
+                           '0\ta\t"She said ""hi"""\t  "padded  \t4.2\n')
+    assert load_pairs(path, "sts") == [PairExample("a", '"She said ""hi"""', '"padded', 4.2)]
+
+
+@pytest.mark.parametrize("labelled", [True, False])
+def test_a_stray_quote_never_merges_rows(tmp_path, labelled):
+    # one opening quote used to swallow every row up to the next quote into one field
+    opening = {1: '"'}
+    label = {True: lambda i: f"\t{i % 5}", False: lambda i: ""}[labelled]
+    rows = "".join(f"{i}\tid{i}\t{opening.get(i, '')}sentence {i}{label(i)}\n" for i in range(300))
+    header = "\tid\tsentence\tsentiment\n" if labelled else "\tid\tsentence\n"
+    examples, messages = load_quietly(load_sst, write(tmp_path, header + rows), labelled)
+    assert [e.id for e in examples] == [f"id{i}" for i in range(300)] and messages == []
+    assert examples[1].sentence == '"sentence 1'
+
+
+def test_every_kind_of_bad_row_is_counted_with_its_first_line(tmp_path):
+    path = write(tmp_path, "\tid\tsentence\tsentiment\n0\ta\tfine\t1\n1\tb\tno label\n2\tc\tbad\t9\n"
+                           "3\td\ttoo\tmany\t2\n4\te\tbad\tx\n5\tf\tfine\t2\n")
+    examples, messages = load_quietly(load_sst, path)
+    assert [e.id for e in examples] == ["a", "f"]
+    assert messages == [f"{path}: skipped 4 malformed row(s) of 6: 2 with wrong number of fields (first at line 3); "
+                        "2 with missing or invalid 'sentiment' (first at line 4)"]
 
 
 def test_unknown_pair_task_is_rejected(tmp_path):

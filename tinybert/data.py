@@ -10,6 +10,10 @@ row index written by pandas:
 The ``*-test-student.csv`` files have no label column. Columns are looked up by
 name, so any number of leading index columns is accepted (the SST test file
 has two of them).
+
+Quotes: the files follow no quoting convention (a sentence may begin with ``"`` and
+not end with one), so a quote is an ordinary character and every line is one row: a
+stray quote never merges the rows after it into one field.
 """
 import csv
 import numbers
@@ -84,17 +88,19 @@ def _read_rows(path, text_columns, label_column, parse_label):
     ``text_columns`` are the sentence columns to return (stripped of
     surrounding whitespace); ``label_column`` is None when labels are not
     wanted. Malformed rows (wrong number of fields, or a label ``parse_label``
-    rejects) are skipped and reported together in a single warning.
+    rejects) are skipped and reported in one warning naming the file, how
+    many of each kind and the first line of each.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such data file")
     wanted = ["id", *text_columns] + ([label_column] if label_column else [])
 
-    rows, bad_rows, first_bad_line = [], 0, None
+    rows = []
+    bad = {"wrong number of fields": [], f"missing or invalid {label_column!r}": []}  # kind -> line numbers
     # utf-8-sig so that a byte-order mark does not end up glued to the header.
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle, delimiter="\t")
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         try:
             header = next(reader, None)
             if header is None:
@@ -105,14 +111,14 @@ def _read_rows(path, text_columns, label_column, parse_label):
 
             for row in reader:
                 label = None
-                well_formed = len(row) == len(header)
-                if well_formed and label_column:
-                    label = parse_label(row[position[label_column]])
-                    well_formed = label is not None
-                if not well_formed:
-                    bad_rows += 1
-                    first_bad_line = first_bad_line or reader.line_num
+                if len(row) != len(header):
+                    bad["wrong number of fields"].append(reader.line_num)
                     continue
+                if label_column:
+                    label = parse_label(row[position[label_column]])
+                    if label is None:
+                        bad[f"missing or invalid {label_column!r}"].append(reader.line_num)
+                        continue
                 texts = [row[position[name]].strip() for name in text_columns]
                 rows.append((row[position["id"]], texts, label))
         except csv.Error as error:
@@ -120,14 +126,12 @@ def _read_rows(path, text_columns, label_column, parse_label):
         except UnicodeDecodeError:
             raise ValueError(f"{path}: not a UTF-8 text file") from None
 
-    if bad_rows:
-        problem = f"missing or invalid {label_column!r}, or " if label_column else ""
+    found = {kind: lines for kind, lines in bad.items() if lines}
+    if found:
+        kinds = "; ".join(f"{len(lines)} with {kind} (first at line {lines[0]})" for kind, lines in found.items())
         # stacklevel 3 points the warning at whoever called load_sst / load_pairs.
-        warnings.warn(
-            f"{path}: skipped {bad_rows} malformed row(s) ({problem}wrong number of fields); "
-            f"first at line {first_bad_line}",
-            stacklevel=3,
-        )
+        warnings.warn(f"{path}: skipped {sum(map(len, found.values()))} malformed row(s) of "
+                      f"{reader.line_num - 1}: {kinds}", stacklevel=3)
     return rows
 
 
