@@ -79,7 +79,7 @@ def test_real_single_sentences_match_reference(tokenizer, reference, real_senten
         assert lengths.max() == 16 and lengths.min() < 16
 
 
-@pytest.mark.parametrize("max_length", [16, 64, 512])
+@pytest.mark.parametrize("max_length", [4, 8, 16, 64, 512])
 def test_real_pairs_match_reference(tokenizer, reference, real_sentences, max_length):
     _, first, second = real_sentences
     assert_same_as_reference(tokenizer, reference, first, second, max_length)
@@ -89,6 +89,34 @@ def test_odd_sentences_match_reference(tokenizer, reference):
     odd = ["", "Café naïve résumé à Zürich", "東京 and 😀 emoji", "word " * 300, "  spaced\tout  "]
     assert_same_as_reference(tokenizer, reference, odd, None, 32)
     assert_same_as_reference(tokenizer, reference, odd, list(reversed(odd)), 32)
+
+
+class RecordingBackend:
+    """Passes every call to a tokenizers.Tokenizer, recording what encode_batch was given."""
+    def __init__(self, backend):
+        self.backend, self.inputs = backend, []
+
+    def encode_batch(self, inputs, **options):
+        self.inputs += inputs
+        return self.backend.encode_batch(inputs, **options)
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+
+def test_a_long_pair_costs_no_more_than_its_truncated_length(model_folder, reference):
+    # pair truncation in the tokenizers library grows with the square of the pair's length
+    # (huggingface/tokenizers#2035: 3,000 words a side took 1.2 GB); each side is cut first
+    tokenizer = Tokenizer.from_folder(model_folder)
+    tokenizer._backend = RecordingBackend(tokenizer._backend)
+    first, second = "word " * 3000, "An other sentence, " * 1000
+    got = tokenizer.encode([first, "short"], [second, "pair"], max_length=32)
+    pairs = [entry for entry in tokenizer._backend.inputs if isinstance(entry, tuple)]
+    assert len(pairs) == 2 and max(len(text) for pair in pairs for text in pair) < 32 * 10
+    expected = reference([first, "short"], [second, "pair"], padding=True, truncation="longest_first",
+                         max_length=32, return_tensors="np")
+    for key in KEYS:
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
 
 
 def test_a_pair_is_cls_a_sep_b_sep(tokenizer, vocab):
