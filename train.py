@@ -22,13 +22,22 @@ projected off the others' where they conflict, summed; the heads keep their own 
 A task's logged loss (and SMART terms) in a step is the mean over its batches.
 
 Outputs in --out: metrics.jsonl (one JSON object per step and per evaluation), last/ and
-best/ checkpoints, and predictions/ in the CS224N names and columns.
+best/ checkpoints, predictions/ in the CS224N names and columns, and model/: the best epoch
+as a folder that `python -m tinybert.predict RUN` answers from (tinybert/predict.py).
+
+Nothing is lost: a folder that holds a run is refused unless --resume (or --overwrite); every
+flag and output path is checked before the first step; last/ is saved at the end of an epoch
+before the evaluation, and again after it; Ctrl-C and SIGTERM save last/ and exit with status
+128 + the signal's number; a loss that is not finite or grows past --max_loss_factor times its
+first value stops the run before the model can become best/.
 """
 import argparse
 import dataclasses
 import json
 import math
 import os
+import re
+import shutil
 import signal
 import sys
 import time
@@ -48,6 +57,17 @@ from tinybert.tensor import no_grad
 RESUME_MUST_MATCH = ("task", "cos", "pcgrad", "smart", "batch_size", "max_len", "seed", "steps_per_epoch", "epochs",
                      "sst_batches_per_step", "para_batches_per_step", "sts_batches_per_step")
 BATCHES_PER_STEP = {"sst": 1, "para": 2, "sts": 1}  # ~ the training sets' sizes
+# Every numeric flag's allowed values ("[" "]" closed ends, "(" ")" open ones; NaN is in none),
+# checked by parse_args before any work. max_len's 4: a pair needs [CLS] a [SEP] b [SEP].
+FLAG_RANGES = {
+    "epochs": "[1, inf)", "steps_per_epoch": "[1, inf)", "batch_size": "[1, inf)", "eval_batch_size": "[1, inf)",
+    "max_len": "[4, inf)", "seed": "[0, inf)", "lr": "(0, inf)", "warmup": "[0, 1)", "weight_decay": "[0, inf)",
+    "clip": "(0, inf)", "hidden_dropout_prob": "[0, 1)", "save_every_minutes": "[0, inf)",
+    "max_loss_factor": "(1, inf)", "smart_sigma": "[0, inf)", "smart_epsilon": "(0, inf)", "smart_eta": "(0, inf)",
+    "smart_steps": "[1, inf)", "smart_lambda_s": "[0, inf)", "smart_mu": "[0, inf)", "smart_beta": "[0, 1)",
+}
+# What a run folder holds: if any is there, the folder is not reused without --resume or --overwrite.
+RUN_ENTRIES = ("metrics.jsonl", "args.json", "resumes.jsonl", "dev_metrics.json", "last", "best", "model", "predictions")
 
 
 def positive_int(text):
@@ -80,6 +100,9 @@ def parse_args(argv=None):
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--out", default=None, help="run folder (default runs/TASK)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in OUT (else refused)")
+    p.add_argument("--max_loss_factor", type=float, default=100.0,
+                   help="stop when a task's loss exceeds this times its first value (and 1): the training diverged")
     p.add_argument("--data_dir", default=default_data_dir(), help="folder of the CS224N files ($DATA_DIR)")
     p.add_argument("--eval_batch_size", type=int, default=64)
     p.add_argument("--no_test_predictions", action="store_true",
@@ -97,6 +120,11 @@ def parse_args(argv=None):
         p.add_argument(f"--{task}_dev_out", default=None, help=f"default OUT/predictions/{task}-dev-output.csv")
         p.add_argument(f"--{task}_test_out", default=None, help=f"default OUT/predictions/{task}-test-output.csv")
     args = p.parse_args(argv)
+    problem = out_of_range(args)
+    if problem:
+        p.error(problem)
+    if args.resume and args.overwrite:
+        p.error("--resume continues the run in OUT, --overwrite replaces it: pass one of them")
     args.out = args.out or os.path.join("runs", args.task)
     for task, names in files.items():
         for split, name in zip(("train", "dev", "test"), names):
@@ -106,6 +134,104 @@ def parse_args(argv=None):
             if getattr(args, f"{task}_{split}_out") is None:
                 setattr(args, f"{task}_{split}_out", os.path.join(args.out, "predictions", f"{task}-{split}-output.csv"))
     return args
+
+
+def out_of_range(args):
+    """'argument --NAME: ...' for the first flag outside its FLAG_RANGES interval, else None."""
+    for name, interval in FLAG_RANGES.items():
+        value = getattr(args, name)
+        if value is None:  # --steps_per_epoch's default, computed later
+            continue
+        low_end, low, high, high_end = re.fullmatch(r"([\[(])(\S+), (\S+)([\])])", interval).groups()
+        above = value >= float(low) if low_end == "[" else value > float(low)
+        below = value <= float(high) if high_end == "]" else value < float(high)
+        if not (above and below):
+            return f"argument --{name}: must be in {interval}, got {value}"
+    return None
+
+
+# ---------------------------------------------------------------- the run folder
+def output_paths(args, tasks):
+    """Every file train.py will write outside last/, best/ and model/: the prediction files."""
+    splits = ["dev"] if args.no_test_predictions else ["dev", "test"]
+    return [getattr(args, f"{task}_{split}_out") for task in tasks for split in splits]
+
+
+def check_output_paths(args, tasks):
+    """Fail now, not after an epoch of training, if the run folder or a prediction file
+    cannot be written: the path is a folder, lies under a file, or in a read-only folder."""
+    paths = output_paths(args, tasks)
+    repeated = sorted({path for path in paths if paths.count(path) > 1})
+    if repeated:
+        raise ValueError(f"{repeated[0]}: given as more than one prediction file")
+    for path, is_folder in [(args.out, True)] + [(path, False) for path in paths]:
+        if os.path.exists(path) and os.path.isdir(path) != is_folder:
+            raise ValueError(f"{path}: is {'a file' if is_folder else 'a folder'}, cannot write the "
+                             f"{'run folder' if is_folder else 'prediction file'} there")
+        existing = os.path.abspath(path)
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if existing != os.path.abspath(path) and not os.path.isdir(existing):
+            raise ValueError(f"{path}: cannot be written, {existing} is a file")
+        folder = existing if os.path.isdir(existing) else os.path.dirname(existing)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f"{path}: cannot be written, {folder} is not writable")
+
+
+def check_run_folder(args):
+    """A folder that holds a run is only continued (--resume) or replaced (--overwrite)."""
+    held = [name for name in RUN_ENTRIES if os.path.exists(os.path.join(args.out, name))]
+    if held and not (args.resume or args.overwrite):
+        raise ValueError(f"{args.out}: holds a run already ({', '.join(held)}); continue it with --resume, "
+                         "replace it with --overwrite, or pick another --out")
+
+
+def clear_run_folder(out):
+    """--overwrite: remove the previous run's entries (nothing else in the folder)."""
+    for name in RUN_ENTRIES:
+        path = os.path.join(out, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def record_resume(args, state):
+    """Flags a resume may change (--lr, --eval_batch_size, ...) but that change the run: each
+    change is printed and appended to OUT/resumes.jsonl with the step it took effect."""
+    path = os.path.join(args.out, "args.json")
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        before = json.load(f)
+    now = vars(args)
+    changed = {k: [before[k], now[k]] for k in now if k in before and before[k] != now[k]
+               and k not in RESUME_MUST_MATCH + ("resume", "overwrite")}
+    if not changed:
+        return
+    with open(os.path.join(args.out, "resumes.jsonl"), "a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": state["step"], "changed": changed}) + "\n")
+    print("resumed with " + ", ".join(f"--{k} changed from {a} to {b}" for k, (a, b) in changed.items())
+          + f" (recorded in {os.path.join(args.out, 'resumes.jsonl')})", file=sys.stderr)
+
+
+def trim_log(path, state, steps_per_epoch):
+    """Drop from metrics.jsonl what a killed run logged after its last/ checkpoint (steps past
+    it, an evaluation not yet recorded in it, a half-written line), so a resumed run's log
+    reads as if it had never stopped."""
+    if not os.path.exists(path):
+        return
+    kept = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            evaluated = record["type"] != "eval" or record["epoch"] <= state["evaluated_epoch"]
+            if record["step"] <= state["step"] and evaluated:
+                kept.append(line if line.endswith("\n") else line + "\n")
+    io.write_text(path, "".join(kept))
 
 
 # ---------------------------------------------------------------- data
@@ -205,10 +331,16 @@ def parameter_groups(model, weight_decay):
 
 
 def train(args):
-    if args.device != "cpu":
-        backend.use_device(args.device)
-    backend.seed(args.seed)
+    """Train as the flags say; return the final state (with "interrupted": the signal's
+    number when Ctrl-C or SIGTERM stopped it, last/ saved)."""
     tasks = list(TASKS) if args.task == "all" else [args.task]
+    check_run_folder(args)
+    check_output_paths(args, tasks)
+    try:
+        backend.use_device(args.device)
+    except RuntimeError as error:
+        raise ValueError(f"--device {args.device}: {error}") from None
+    backend.seed(args.seed)
     from tinybert.tokenizer import Tokenizer
     if not os.path.isdir(args.weights):
         raise FileNotFoundError(f"{args.weights}: weights folder not found (run `make weights`, or pass --weights)")
@@ -221,6 +353,9 @@ def train(args):
     total_steps = args.steps_per_epoch * args.epochs
 
     model = MultitaskBert(BertModel.from_pretrained(args.weights), args.hidden_dropout_prob, args.cos)
+    if args.max_len > model.bert.config.max_position_embeddings:
+        raise ValueError(f"--max_len {args.max_len} exceeds the {model.bert.config.max_position_embeddings} "
+                         f"positions of {args.weights}")
     model.train()
     shared = [p for name, p in model.named_parameters() if name.startswith("bert.")]
     optimizer = AdamW(parameter_groups(model, args.weight_decay), lr=args.lr)
@@ -229,7 +364,8 @@ def train(args):
     pcgrad_rng = np.random.default_rng([args.seed, 99])
 
     settings = {k: getattr(args, k) for k in RESUME_MUST_MATCH}
-    state = {"step": 0, "best_score": None, "best_epoch": None, "best_scores": None, "settings": settings}
+    state = {"step": 0, "best_score": None, "best_epoch": None, "best_scores": None, "settings": settings,
+             "evaluated_epoch": 0, "first_loss": {}}
     last, best = os.path.join(args.out, "last"), os.path.join(args.out, "best")
     if args.resume:
         groups, state = checkpoint.load(last)
@@ -240,7 +376,15 @@ def train(args):
         checkpoint.restore(groups, state, model, optimizer, proximal, os.path.join(last, "checkpoint.safetensors"))
         backend.rng().bit_generator.state = state["rng"]
         pcgrad_rng.bit_generator.state = state["pcgrad_rng"]
+        state.setdefault("evaluated_epoch", state["step"] // args.steps_per_epoch)  # older checkpoints
+        state.setdefault("first_loss", {})
+        record_resume(args, state)
+        trim_log(os.path.join(args.out, "metrics.jsonl"), state, args.steps_per_epoch)
         print(f"resumed {last} at step {state['step']}", file=sys.stderr)
+    elif args.overwrite:
+        clear_run_folder(args.out)
+    for name in ("", "last", "best", "model", "predictions"):  # what a kill -9 mid-save left
+        io.remove_temporaries(os.path.join(args.out, name))
     os.makedirs(args.out, exist_ok=True)
     io.write_text(os.path.join(args.out, "args.json"), json.dumps(vars(args), indent=2))
     log = open(os.path.join(args.out, "metrics.jsonl"), "a")
@@ -250,12 +394,20 @@ def train(args):
         state["pcgrad_rng"] = pcgrad_rng.bit_generator.state
         checkpoint.save(folder, model, optimizer, proximal, state)
 
-    interrupted = []
-    previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    def evaluate():
+        evaluate_epoch(model, tasks, dev_sets, tokenizer, args, state, log, save, best)
+        state["evaluated_epoch"] = state["step"] // args.steps_per_epoch
+        save(last)
+
+    interrupted = []  # the signal's number; the loop saves last/ and returns at the end of the step
+    previous_handlers = {number: signal.signal(number, lambda number, frame: interrupted.append(number))
+                         for number in (signal.SIGINT, signal.SIGTERM)}
     progress = Progress(total_steps - state["step"], f"train {args.task}")
     started = time.time() - state.get("seconds", 0.0)
     last_saved = time.time()
     try:
+        if state["evaluated_epoch"] < state["step"] // args.steps_per_epoch:  # saved, then stopped before evaluating
+            evaluate()
         while state["step"] < total_steps:
             step = state["step"]
             optimizer.lr = linear_warmup_decay(step, total_steps, int(args.warmup * total_steps), args.lr)
@@ -267,9 +419,7 @@ def train(args):
                     batch = encode_batch(task, streams[task].batch(step * per_step[task] + k), tokenizer,
                                          args.max_len, args.cos)
                     loss, logged = task_step(model, batch, args, smart_config, proximal)
-                    if not math.isfinite(loss.item()):
-                        raise TrainingDiverged(f"the loss of task {task!r} is {loss.item()} at step {step + 1}; "
-                                               f"stopped, the last good checkpoint in {last} is kept")
+                    check_loss(task, loss.item(), step, state, args, last)
                     for key, value in logged.items():
                         logged_sums[key] = logged_sums.get(key, 0.0) + value
                     loss.backward()  # gradients of the task's batches add up
@@ -284,7 +434,7 @@ def train(args):
             record["grad_norm"] = clip_grad_norm(model.parameters(), args.clip)
             if not math.isfinite(record["grad_norm"]):  # a NaN update would reach the next checkpoint
                 raise TrainingDiverged(f"the gradient norm is {record['grad_norm']} at step {step + 1}; "
-                                       f"stopped, the last good checkpoint in {last} is kept")
+                                       f"stopped, {what_is_kept(last)}")
             optimizer.step()
             optimizer.zero_grad()
             if proximal is not None:
@@ -295,8 +445,8 @@ def train(args):
             log.flush()
             progress.update(1, **{k: v for k, v in record.items() if k.startswith("loss_")})
             if state["step"] % args.steps_per_epoch == 0:
-                evaluate_epoch(model, tasks, dev_sets, tokenizer, args, state, log, save, best)
-                save(last)
+                save(last)  # before the evaluation, which can fail too
+                evaluate()
                 last_saved = time.time()
             elif time.time() - last_saved > 60 * args.save_every_minutes:  # a crash loses little
                 save(last)
@@ -304,13 +454,35 @@ def train(args):
             if interrupted:
                 save(last)
                 print(f"\ninterrupted: saved {last} at step {state['step']}; continue with --resume", file=sys.stderr)
-                return state
+                return {**state, "interrupted": interrupted[0]}
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
+        for number, handler in previous_handlers.items():
+            signal.signal(number, handler)
         progress.close()
         log.close()
     write_all_predictions(model, tasks, tokenizer, args, state, best)
+    from tinybert.predict import save_model_folder
+    save_model_folder(os.path.join(args.out, "model"), model, tokenizer, tasks, args, state)
     return state
+
+
+def what_is_kept(last):
+    """The end of a divergence message: what a user can go back to."""
+    if os.path.exists(os.path.join(last, "checkpoint.safetensors")):
+        return f"the last good checkpoint in {last} is kept"
+    return "no checkpoint had been saved yet"
+
+
+def check_loss(task, value, step, state, args, last):
+    """Stop (TrainingDiverged) when a batch's loss is not finite or exceeds --max_loss_factor
+    times the task's first loss (at least 1): the parameters are heading for overflow and the
+    update must not reach a checkpoint, nor the model best/."""
+    first = state["first_loss"].setdefault(task, value)
+    limit = args.max_loss_factor * max(first, 1.0) if math.isfinite(first) else math.inf
+    if not math.isfinite(value) or value > limit:
+        reason = "" if not math.isfinite(value) else f", over {args.max_loss_factor:g} x its first value {first:.4g} (--max_loss_factor)"
+        raise TrainingDiverged(f"the loss of task {task!r} is {value:.4g} at step {step + 1}{reason}; the training "
+                               f"diverged (a lower --lr may help); stopped, {what_is_kept(last)}")
 
 
 def evaluate_epoch(model, tasks, dev_sets, tokenizer, args, state, log, save, best):
@@ -322,6 +494,9 @@ def evaluate_epoch(model, tasks, dev_sets, tokenizer, args, state, log, save, be
         predictions[task] = predict(model, task, dev_sets[task], tokenizer, args)
         scores[task] = metric(task, dev_sets[task], *predictions[task])
     score = float(np.mean(list(scores.values())))
+    if not math.isfinite(score):  # a model whose outputs overflowed is never kept as best/
+        raise TrainingDiverged(f"the dev scores of epoch {epoch} are {scores}: the model's outputs overflowed; "
+                               "stopped, this model is not kept as best/")
     log.write(json.dumps({"type": "eval", "step": state["step"], "epoch": epoch,
                           **{f"dev_{t}": v for t, v in scores.items()}, "dev_mean": score}) + "\n")
     log.flush()
@@ -352,9 +527,11 @@ def write_all_predictions(model, tasks, tokenizer, args, state, best):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        train(args)
+        state = train(args)
     except (TrainingDiverged, FileNotFoundError, ValueError, KeyError) as error:
         sys.exit(f"train.py: {error.args[0] if isinstance(error, KeyError) else error}")
+    if "interrupted" in state:  # what a shell reports for a process stopped by that signal
+        sys.exit(128 + state["interrupted"])
 
 
 if __name__ == "__main__":

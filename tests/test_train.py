@@ -240,16 +240,16 @@ def test_no_test_predictions_writes_dev_files_only(tiny_weights, tmp_path):
 
 
 # ---------------------------------------------------------------- Ctrl-C and resume
-def interrupt_after_optimizer_step(monkeypatch, count):
+def interrupt_after_optimizer_step(monkeypatch, count, signal_number=signal.SIGINT):
     """Send this process a real SIGINT right after the ``count``-th AdamW step, as a
-    Ctrl-C during training would."""
+    Ctrl-C during training would (or another signal: SIGTERM, as `timeout` sends)."""
     real_step, calls = AdamW.step, []
 
     def step(self):
         real_step(self)
         calls.append(1)
         if len(calls) == count:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal_number)
     monkeypatch.setattr(AdamW, "step", step)
 
 
@@ -288,9 +288,14 @@ def test_ctrl_c_then_resume_matches_an_uninterrupted_run(tiny_weights, tmp_path,
             assert (uninterrupted / name).read_text() == (resumed / name).read_text()
 
 
-def test_ctrl_c_through_main_exits_normally(tiny_weights, tmp_path, monkeypatch):
-    interrupt_after_optimizer_step(monkeypatch, 1)
-    assert train.main(arguments(tiny_weights, tmp_path, "--task", "sst")) is None  # no SystemExit: status 0
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_saves_and_exits_non_zero(tiny_weights, tmp_path, monkeypatch, signal_number):
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    interrupt_after_optimizer_step(monkeypatch, 1, signal_number)
+    with pytest.raises(SystemExit) as error:
+        train.main(arguments(tiny_weights, tmp_path, "--task", "sst"))
+    assert error.value.code == 128 + signal_number  # 130 after Ctrl-C, 143 after SIGTERM, as a shell reports
+    assert {number: signal.getsignal(number) for number in handlers} == handlers
     assert checkpoint.load(tmp_path / "last")[1]["step"] == 1
     assert [r["step"] for r in records(tmp_path, "step")] == [1]
 

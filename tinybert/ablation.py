@@ -197,7 +197,7 @@ def run_all(out, configs, seeds, epochs=None, steps_per_epoch=None, extra=(), st
         print(f"{prefix}: {'resuming' if state == 'interrupted' else 'training'} in {folder}", file=stream, flush=True)
         run_started = time.time()
         try:
-            train.train(train.parse_args(argv + (["--resume"] if state == "interrupted" else [])))
+            train.train(train.parse_args(argv + (["--resume"] if state == "interrupted" else ["--overwrite"])))
         except train.TrainingDiverged as error:
             failed.append((config, seed))
             print(f"{prefix}: FAILED after {clock(time.time() - run_started)}: {error}", file=stream)

@@ -2,6 +2,11 @@
 
     python -m tinybert.convert SRC DST            # Hugging Face folder -> tinybert folder
     python -m tinybert.convert --to-hf SRC DST    # tinybert folder -> Hugging Face folder
+    python -m tinybert.convert ... --overwrite    # replace a DST that is not empty
+
+DST must be a new or empty folder, not SRC nor inside it (or --overwrite: DST is replaced as a
+whole, nothing stale is left beside the new files); it is written to a temporary folder first
+and swapped in, so a failure leaves it as it was. Shapes are checked in both directions.
 
 A folder holds ``config.json``, ``model.safetensors`` and the tokenizer files. Weights load
 only from safetensors: a PyTorch ``.bin``/``.pt`` checkpoint is a pickle, and unpickling runs
@@ -117,6 +122,19 @@ def hf_to_tinybert(hf_tensors, config, source):
     return converted
 
 
+def check_tinybert_tensors(tensors, config, source):
+    """Every parameter of a BertModel with this config present, of its shape, and nothing else."""
+    expected = _expected_shapes(config)
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing:
+        raise KeyError(f"{source}: missing tensor {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    if unexpected:
+        raise KeyError(f"{source}: unexpected tensor {unexpected[0]!r}" + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
+    for name, shape in expected.items():
+        if tuple(tensors[name].shape) != shape:
+            raise ValueError(f"{source}: tensor {name!r} has shape {tuple(tensors[name].shape)}, the config implies {shape}")
+
+
 def tinybert_to_hf(tensors, config):
     return {hf: (tensors[ours].T.copy() if transposed else tensors[ours]) for hf, ours, transposed in name_map(config)}
 
@@ -153,29 +171,54 @@ def _read_config(folder):
     return config, is_tinybert
 
 
+def check_destination(src, dst, overwrite):
+    """DST may not be SRC, lie inside it or hold it; a DST that is not empty needs ``overwrite``."""
+    source, target = os.path.realpath(src), os.path.realpath(dst)
+    if target == source or target.startswith(source + os.sep) or source.startswith(target + os.sep):
+        raise ValueError(f"{dst}: is the source folder {src} or overlaps it; write somewhere else")
+    if os.path.exists(dst) and not os.path.isdir(dst):
+        raise ValueError(f"{dst}: is a file, not a folder")
+    if os.path.isdir(dst) and os.listdir(dst) and not overwrite:
+        raise ValueError(f"{dst}: is not empty ({len(os.listdir(dst))} entries); pass --overwrite to replace "
+                         "it as a whole, or pick a new folder")
+
+
 # ---------------------------------------------------------------- the two directions
-def convert_hf_folder(src, dst):
+def convert_hf_folder(src, dst, overwrite=False):
     """Hugging Face BERT folder -> tinybert folder."""
     _refuse_pickles(src)
+    check_destination(src, dst, overwrite)
     config, _ = _read_config(src)
     tensors = hf_to_tinybert(_load_safetensors(os.path.join(src, "model.safetensors")), config,
                              os.path.join(src, "model.safetensors"))
-    _write_tinybert(tensors, config, dst)
-    _copy_tokenizer(src, dst)
+
+    def write(folder):
+        _write_tinybert(tensors, config, folder)
+        _copy_tokenizer(src, folder)
+    io.atomic_folder(dst, write)
 
 
-def export_hf_folder(src, dst):
-    """tinybert folder -> Hugging Face BERT folder (readable by transformers.BertModel)."""
+def export_hf_folder(src, dst, overwrite=False, extra_files=None):
+    """tinybert folder -> Hugging Face BERT folder (readable by transformers.BertModel);
+    ``extra_files(folder)`` may add files before the folder is swapped in."""
     config, is_tinybert = _read_config(src)
     if not is_tinybert:
         raise ValueError(f"{src}: not a tinybert folder (its config.json has no \"format\": \"{FORMAT}\")")
-    tensors = _load_safetensors(os.path.join(src, "model.safetensors"))
+    check_destination(src, dst, overwrite)
+    path = os.path.join(src, "model.safetensors")
+    tensors = _load_safetensors(path)
+    config.add_pooler = "pooler.weight" in tensors
+    check_tinybert_tensors(tensors, config, path)
     hf_config = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("dtype", "add_pooler")}
     hf_config.update(architectures=["BertModel"], model_type="bert")
-    os.makedirs(dst, exist_ok=True)
-    io.write_text(os.path.join(dst, "config.json"), json.dumps(hf_config, indent=2))
-    io.save_arrays(os.path.join(dst, "model.safetensors"), tinybert_to_hf(tensors, config), metadata={"format": "pt"})
-    _copy_tokenizer(src, dst)
+
+    def write(folder):
+        io.write_text(os.path.join(folder, "config.json"), json.dumps(hf_config, indent=2))
+        io.save_arrays(os.path.join(folder, "model.safetensors"), tinybert_to_hf(tensors, config), metadata={"format": "pt"})
+        _copy_tokenizer(src, folder)
+        if extra_files is not None:
+            extra_files(folder)
+    io.atomic_folder(dst, write)
 
 
 def _write_tinybert(tensors, config, dst):
@@ -213,9 +256,10 @@ def main(argv=None):
     parser.add_argument("src", help="source folder (config.json + model.safetensors)")
     parser.add_argument("dst", help="destination folder")
     parser.add_argument("--to-hf", action="store_true", help="export a tinybert folder to the Hugging Face layout")
+    parser.add_argument("--overwrite", action="store_true", help="replace DST as a whole if it is not empty")
     args = parser.parse_args(argv)
     try:
-        (export_hf_folder if args.to_hf else convert_hf_folder)(args.src, args.dst)
+        (export_hf_folder if args.to_hf else convert_hf_folder)(args.src, args.dst, overwrite=args.overwrite)
     except (OSError, KeyError, ValueError) as error:
         message = error.args[0] if isinstance(error, KeyError) else str(error)
         sys.exit(f"convert: {message}")
