@@ -108,6 +108,9 @@ class BertConfig:
         for name in required:
             if name not in values:
                 raise KeyError(f"{path}: config is missing the key {name!r}")
+        problem = cls._bad_value({k: v for k, v in values.items() if k in fields})
+        if problem:
+            raise ValueError(f"{path}: the key {problem}")
         if values.get("hidden_act", "gelu") != "gelu":
             raise ValueError(f"{path}: hidden_act {values['hidden_act']!r} is not supported (only the exact 'gelu')")
         # "dtype" is how tinybert computes, not a property of the checkpoint (recent
@@ -117,6 +120,23 @@ class BertConfig:
             raise ValueError(f"{path}: hidden_size {config.hidden_size} is not a multiple of "
                              f"num_attention_heads {config.num_attention_heads}")
         return config
+
+    @staticmethod
+    def _bad_value(values):
+        """"'key' must be ..." for the first value of the wrong type or range, else None."""
+        for name, value in values.items():
+            if name in ("hidden_act", "dtype", "add_pooler") or (name == "pad_token_id" and value is None):
+                continue
+            if name.endswith(("_prob", "_eps")):
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    return f"{name!r} must be a number, got {value!r}"
+                if not (0 <= value < 1 if name.endswith("_prob") else 0 < value < 1):
+                    return f"{name!r} must be in {'[0, 1)' if name.endswith('_prob') else '(0, 1)'}, got {value!r}"
+            elif isinstance(value, bool) or not isinstance(value, int):
+                return f"{name!r} must be an integer, got {value!r}"
+            elif value < (0 if name == "pad_token_id" else 1):
+                return f"{name!r} must be at least {0 if name == 'pad_token_id' else 1}, got {value}"
+        return None
 
     def to_json(self, path):
         with open(path, "w") as f:

@@ -179,8 +179,8 @@ def answer(trained, task, columns):
         return [f"{c} {SENTIMENT_NAMES[c]:<17}  p = {' '.join(f'{v:.3f}' for v in p)}  {s}"
                 for c, p, s in zip(classes, probabilities, columns[0])]
     values = (trained.paraphrase if task == "para" else trained.similarity)(*columns)
-    name = "paraphrase probability" if task == "para" else "similarity (0-5)"
-    return [f"{name} {v:.3f}  {a}  |  {b}" for v, a, b in zip(values, *columns)]
+    name = "paraphrase probability" if task == "para" else "similarity 0-5"
+    return [f"{v:.3f} {name}  {a}  |  {b}" for v, a, b in zip(values, *columns)]
 
 
 def main(argv=None):
@@ -189,7 +189,7 @@ def main(argv=None):
     parser.add_argument("--task", choices=TASKS, required=True)
     parser.add_argument("sentences", nargs="*", help="sst: one or more sentences; para, sts: two sentences")
     parser.add_argument("--file", help="read the inputs from a file instead (see above)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # RUN --task sst "a sentence": positionals on both sides
     if bool(args.sentences) == bool(args.file):
         parser.error("give sentences or --file, one of the two")
     if args.sentences and args.task != "sst" and len(args.sentences) != 2:

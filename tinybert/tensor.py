@@ -49,6 +49,8 @@ class Tensor:
             data = xp.asarray(data)
             dtype = xp.float32 if data.dtype.kind == "f" else None
         self.data = xp.asarray(data, dtype=dtype)
+        if self.data.dtype.kind not in "biuf":  # bool, int, unsigned, float
+            raise TypeError(f"a Tensor holds numbers, got dtype {self.data.dtype}")
         self.grad = None
         self.requires_grad = requires_grad
         self._parents = ()

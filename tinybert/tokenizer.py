@@ -76,18 +76,28 @@ class Tokenizer:
         folder = Path(folder)
         config = _read_config(folder)
         if (folder / "tokenizer.json").is_file():
-            backend = HFTokenizer.from_file(str(folder / "tokenizer.json"))
+            try:
+                backend = HFTokenizer.from_file(str(folder / "tokenizer.json"))
+            except Exception as error:  # the Rust library raises a bare Exception
+                raise ValueError(f"{folder / 'tokenizer.json'}: not a valid tokenizer file ({error})") from None
             _match_case_setting(backend, config)
         elif (folder / "vocab.txt").is_file():
             # strip_accents=None means "strip when lower-casing", as BERT uncased does.
-            backend = BertWordPieceTokenizer(
-                str(folder / "vocab.txt"),
-                lowercase=bool(config.get("do_lower_case", True)),
-                strip_accents=config.get("strip_accents"),
-            )
+            try:
+                backend = BertWordPieceTokenizer(
+                    str(folder / "vocab.txt"),
+                    lowercase=bool(config.get("do_lower_case", True)),
+                    strip_accents=config.get("strip_accents"),
+                )
+            except Exception as error:  # e.g. TypeError("sep_token not found in the vocabulary")
+                raise ValueError(f"{folder / 'vocab.txt'}: not a usable BERT vocabulary ({error})") from None
         else:
             raise FileNotFoundError(f"{folder}: no tokenizer.json or vocab.txt found")
-        return cls(backend, config)
+        try:
+            return cls(backend, config)
+        except ValueError as error:
+            source = "tokenizer.json" if (folder / "tokenizer.json").is_file() else "vocab.txt"
+            raise ValueError(f"{folder / source}: {error}") from None
 
     @property
     def vocab_size(self) -> int:

@@ -1,0 +1,360 @@
+"""Faults and bad input: a run is never lost, and every input class gets one clear line.
+
+Each case here is a row of the README's bad-input table (test_the_readme_table_names_tests_that_exist
+keeps the two in step). Training runs use train.py's tiny random BERT on the bundled sample."""
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_train import (ROOT, arguments, checkpoint_arrays, exit_message, interrupt_after_optimizer_step,  # noqa: F401
+                        records, run, tiny_weights, without_clock)
+import train  # noqa: E402  (test_train put the repository root on sys.path)
+from tinybert import checkpoint, convert, io
+from tinybert.model import BertModel
+from tinybert.multitask import MultitaskBert
+from tinybert.tensor import Tensor
+
+
+def main_error(argv):
+    """The one line train.main exits with."""
+    with pytest.raises(SystemExit) as error:
+        train.main(argv)
+    message = exit_message(error)
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+def assert_same_run(a, b):
+    """Two run folders hold bit-identical checkpoints, states and logs (less the clock)."""
+    for name in ("last", "best"):
+        arrays_a, arrays_b = checkpoint_arrays(a / name), checkpoint_arrays(b / name)
+        assert arrays_a.keys() == arrays_b.keys()
+        different = [key for key in arrays_a if not np.array_equal(arrays_a[key], arrays_b[key])]
+        assert not different, f"{name}: {len(different)} arrays differ, first {different[0]}"
+        assert without_clock(checkpoint.load(a / name)[1]) == without_clock(checkpoint.load(b / name)[1])
+    for kind in ("step", "eval"):
+        assert [without_clock(r) for r in records(a, kind)] == [without_clock(r) for r in records(b, kind)]
+
+
+# ---------------------------------------------------------------- flags
+BAD_FLAGS = [("--batch_size", "0"), ("--hidden_dropout_prob", "1"), ("--epochs", "0"), ("--lr", "nan"),
+             ("--lr", "inf"), ("--lr", "0"), ("--eval_batch_size", "0"), ("--max_len", "3"), ("--warmup", "1"),
+             ("--clip", "0"), ("--steps_per_epoch", "0"), ("--seed", "-1"), ("--save_every_minutes", "-1"),
+             ("--max_loss_factor", "1"), ("--smart_beta", "1"), ("--smart_epsilon", "0"), ("--weight_decay", "nan")]
+
+
+@pytest.mark.parametrize("flag,value", BAD_FLAGS)
+def test_a_numeric_flag_out_of_range_is_one_usage_line(flag, value, capsys):
+    with pytest.raises(SystemExit) as error:
+        train.parse_args([flag, value])
+    assert error.value.code == 2
+    assert f"argument {flag}: must be in {train.FLAG_RANGES[flag[2:]]}, got " in capsys.readouterr().err
+
+
+def test_every_numeric_flag_has_a_range():
+    parser_defaults = vars(train.parse_args([]))
+    numeric = {name for name, value in parser_defaults.items()
+               if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    numeric.add("steps_per_epoch")  # default None, an int when given
+    batches = {f"{task}_batches_per_step" for task in train.BATCHES_PER_STEP}  # positive_int checks those
+    assert numeric - batches == set(train.FLAG_RANGES)
+
+
+def test_resume_and_overwrite_together_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(["--resume", "--overwrite"])
+    assert "pass one of them" in capsys.readouterr().err
+
+
+def test_cuda_without_a_gpu_is_one_line(tiny_weights, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # as on a machine without CuPy
+    message = main_error(arguments(tiny_weights, tmp_path / "out", "--task", "sst", "--device", "cuda"))
+    assert message.startswith("train.py: --device cuda: device 'cuda' asked for but CuPy cannot use a GPU here")
+    assert not (tmp_path / "out").exists()
+
+
+def test_max_len_beyond_the_models_positions(tiny_weights, tmp_path):
+    message = main_error(arguments(tiny_weights, tmp_path / "out", "--task", "sst") + ["--max_len", "65"])
+    assert "--max_len 65 exceeds the 64 positions" in message
+
+
+# ---------------------------------------------------------------- the run folder
+def test_a_second_run_into_the_same_folder_is_refused(tiny_weights, tmp_path):
+    run(tiny_weights, tmp_path, "--task", "sst")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    message = main_error(arguments(tiny_weights, tmp_path, "--task", "sst"))
+    assert f"{tmp_path}: holds a run already" in message and "--resume" in message and "--overwrite" in message
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before  # untouched
+    (tmp_path / "notes.txt").write_text("mine")
+    run(tiny_weights, tmp_path, "--task", "sst", "--overwrite")
+    assert [r["step"] for r in records(tmp_path, "step")] == [1, 2, 3]  # not a second copy of the steps
+    assert (tmp_path / "notes.txt").read_text() == "mine"  # only the run's own entries are replaced
+
+
+@pytest.mark.parametrize("problem", ["a folder", "under a file", "a duplicate"])
+def test_a_bad_output_path_fails_before_the_first_step(tiny_weights, tmp_path, problem):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("")
+    flags = {"a folder": ["--sst_dev_out", str(tmp_path / "folder")],
+             "under a file": ["--sst_test_out", str(tmp_path / "file" / "test.csv")],
+             "a duplicate": ["--sst_dev_out", str(tmp_path / "x.csv"), "--sst_test_out", str(tmp_path / "x.csv")]}
+    out = tmp_path / "out"
+    message = main_error(arguments(tiny_weights, out, "--task", "sst", *flags[problem]))
+    assert {"a folder": "is a folder", "under a file": "is a file", "a duplicate": "more than one"}[problem] in message
+    assert not out.exists()  # nothing trained, nothing written
+
+
+def test_a_failure_after_the_epoch_keeps_the_epoch(tiny_weights, tmp_path, monkeypatch):
+    # the evaluation fails (a full disk, out of memory): last/ of the epoch is saved already,
+    # and --resume evaluates it and goes on as if nothing had happened
+    recipe = ("--task", "all", "--smart", "--cos")
+    run(tiny_weights, tmp_path / "a", *recipe, epochs=2)
+    with monkeypatch.context() as patch:
+        def fail(*_):
+            raise OSError("No space left on device")
+        patch.setattr(train, "evaluate_epoch", fail)
+        with pytest.raises(OSError):
+            run(tiny_weights, tmp_path / "b", *recipe, epochs=2)
+    assert checkpoint.load(tmp_path / "b" / "last")[1]["step"] == 3
+    run(tiny_weights, tmp_path / "b", *recipe, "--resume", epochs=2)
+    assert_same_run(tmp_path / "a", tmp_path / "b")
+
+
+def test_resume_cleans_the_temporaries_of_a_killed_save(tiny_weights, tmp_path, monkeypatch):
+    with monkeypatch.context() as patch:
+        interrupt_after_optimizer_step(patch, 1)
+        run(tiny_weights, tmp_path, "--task", "sst", epochs=2)
+    left = [tmp_path / "last" / ".checkpoint.safetensors.k1ll3d.tmp", tmp_path / ".metrics.jsonl.x.tmp"]
+    for path in left:
+        path.write_bytes(b"\0" * 1000)
+    (tmp_path / ".model.abc.tmp").mkdir()
+    run(tiny_weights, tmp_path, "--task", "sst", "--resume", epochs=2)
+    assert not any(path.exists() for path in left) and not (tmp_path / ".model.abc.tmp").exists()
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_remove_temporaries_keeps_everything_else(tmp_path):
+    for name in ("checkpoint.safetensors", ".hidden", "x.tmp", ".a.b.tmp"):
+        (tmp_path / name).write_text("")
+    assert io.remove_temporaries(tmp_path) == [".a.b.tmp"]
+    assert sorted(os.listdir(tmp_path)) == [".hidden", "checkpoint.safetensors", "x.tmp"]
+
+
+def test_a_changed_learning_rate_on_resume_is_recorded(tiny_weights, tmp_path, capfd):
+    run(tiny_weights, tmp_path, "--task", "sst", epochs=1)
+    run(tiny_weights, tmp_path, "--task", "sst", "--resume", "--lr", "5e-5", epochs=1)
+    recorded = [json.loads(line) for line in (tmp_path / "resumes.jsonl").read_text().splitlines()]
+    assert recorded == [{"step": 3, "changed": {"lr": [1e-4, 5e-5]}}]
+    assert "--lr changed from 0.0001 to 5e-05" in capfd.readouterr().err
+
+
+# ---------------------------------------------------------------- divergence
+def test_an_exploding_loss_stops_and_is_never_best(tiny_weights, tmp_path, monkeypatch):
+    # the loss grows past --max_loss_factor x its first value in epoch 2 (finite, not NaN)
+    real_loss, calls = MultitaskBert.loss, []
+
+    def loss(self, batch, output):
+        calls.append(1)
+        return real_loss(self, batch, output) * (1e6 if len(calls) >= 5 else 1.0)
+    monkeypatch.setattr(MultitaskBert, "loss", loss)
+    best_before = []
+    real_evaluate = train.evaluate_epoch
+
+    def evaluate(*args):
+        real_evaluate(*args)
+        best_before.append(checkpoint_arrays(tmp_path / "best"))
+    monkeypatch.setattr(train, "evaluate_epoch", evaluate)
+    message = main_error(arguments(tiny_weights, tmp_path, "--task", "sst", epochs=2))
+    assert "step 5" in message and "over 100 x its first value" in message and "lower --lr" in message
+    assert f"the last good checkpoint in {tmp_path / 'last'} is kept" in message
+    assert checkpoint.load(tmp_path / "best")[1]["step"] == 3  # epoch 1's, untouched
+    after = checkpoint_arrays(tmp_path / "best")
+    assert all(np.array_equal(after[k], best_before[0][k]) for k in after)
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_huge_learning_rate_is_stopped(tiny_weights, tmp_path):
+    message = main_error(arguments(tiny_weights, tmp_path, "--task", "sts", "--lr", "1e3", "--clip", "1e9",
+                                   "--steps_per_epoch", "20"))
+    assert "the training diverged" in message
+    assert not (tmp_path / "best").exists()
+
+
+def test_nan_before_any_checkpoint_does_not_claim_one(tiny_weights, tmp_path, monkeypatch):
+    real_loss = MultitaskBert.loss
+    monkeypatch.setattr(MultitaskBert, "loss", lambda self, batch, output: real_loss(self, batch, output) * float("nan"))
+    message = main_error(arguments(tiny_weights, tmp_path, "--task", "sst"))
+    assert "no checkpoint had been saved yet" in message and "is kept" not in message
+
+
+def test_non_finite_dev_scores_are_never_best(tiny_weights, tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "metric", lambda *_: float("nan"))
+    message = main_error(arguments(tiny_weights, tmp_path, "--task", "sst"))
+    assert "not kept as best/" in message
+    assert not (tmp_path / "best").exists()
+
+
+# ---------------------------------------------------------------- kill -9 and resume
+def train_command(weights, out, *extra):
+    return [sys.executable, str(ROOT / "train.py"), *arguments(weights, out, "--task", "all", "--pcgrad", "--smart",
+                                                                 "--cos", "--save_every_minutes", "0", epochs=3), *extra]
+
+
+def test_resume_after_kill_9_is_bit_identical(tiny_weights, tmp_path):
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run(train_command(tiny_weights, tmp_path / "a"), check=True, env=environment, capture_output=True)
+    process = subprocess.Popen(train_command(tiny_weights, tmp_path / "b"), env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log, deadline = tmp_path / "b" / "metrics.jsonl", time.time() + 120
+    while time.time() < deadline and process.poll() is None:  # killed in the middle of epoch 2
+        if log.exists() and log.read_text().count('"type": "step"') >= 5:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert not (tmp_path / "b" / "dev_metrics.json").exists(), "the run ended before it was killed"
+    subprocess.run(train_command(tiny_weights, tmp_path / "b", "--resume"), check=True, env=environment,
+                   capture_output=True)
+    assert_same_run(tmp_path / "a", tmp_path / "b")
+    assert not list((tmp_path / "b").rglob("*.tmp"))
+
+
+# ---------------------------------------------------------------- weights, config, tokenizer
+def broken_weights(tiny_weights, tmp_path, file, content):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for path in tiny_weights.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    if isinstance(content, dict):
+        values = json.loads((folder / file).read_text())
+        values.update(content)
+        content = json.dumps(values)
+    (folder / file).write_bytes(content if isinstance(content, bytes) else content.encode())
+    return folder
+
+
+WEIGHT_DEFECTS = [
+    ("config.json", "{", "config.json: not valid JSON"),
+    ("config.json", {"hidden_size": "big"}, "config.json: the key 'hidden_size' must be an integer, got 'big'"),
+    ("config.json", {"num_hidden_layers": -1}, "config.json: the key 'num_hidden_layers' must be at least 1"),
+    ("config.json", {"hidden_size": 48}, "model.safetensors: parameter"),
+    ("model.safetensors", b"not safetensors", "model.safetensors: not a readable safetensors file"),
+    ("vocab.txt", "[UNK]\n[CLS]\n[SEP]\n", "vocab.txt: the vocabulary has no padding token '[PAD]'"),
+    ("vocab.txt", "[PAD]\n[UNK]\n[CLS]\n", "vocab.txt: not a usable BERT vocabulary (sep_token not found"),
+    ("tokenizer.json", "{not json", "tokenizer.json: not a valid tokenizer file"),
+    ("tokenizer_config.json", "{", "tokenizer_config.json: not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("file,content,problem", WEIGHT_DEFECTS)
+def test_every_defect_of_a_weights_folder_is_one_line_naming_the_file(tiny_weights, tmp_path, file, content, problem):
+    folder = broken_weights(tiny_weights, tmp_path, file, content)
+    assert problem in main_error(arguments(folder, tmp_path / "out", "--task", "sst"))
+
+
+def test_pickles_never_run(tiny_weights, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    for name in ("config.json", "vocab.txt"):
+        (folder / name).write_bytes((tiny_weights / name).read_bytes())
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(Payload()))
+    for attempt in (lambda: convert.main([str(folder), str(tmp_path / "out")]),
+                    lambda: BertModel.from_pretrained(str(folder)),
+                    lambda: BertModel.from_pretrained(str(folder / "pytorch_model.bin")),
+                    lambda: train.main(arguments(folder, tmp_path / "run", "--task", "sst"))):
+        with pytest.raises((SystemExit, ValueError), match="refusing a pickle"):
+            attempt()
+    assert not marker.exists()
+    pickle.loads((folder / "pytorch_model.bin").read_bytes()).close()  # the payload is live: it does run
+    assert marker.exists()
+
+
+# ---------------------------------------------------------------- convert
+def test_convert_never_writes_into_its_source(tmp_path):
+    source = tmp_path / "hf"
+    source.mkdir()
+    for path in (ROOT / "tests" / "fixtures" / "tiny_bert_hf").iterdir():
+        (source / path.name).write_bytes(path.read_bytes())
+    before = {p.name: p.read_bytes() for p in source.iterdir()}
+    for destination in (source, source / "inside"):
+        with pytest.raises(SystemExit) as error:
+            convert.main([str(source), str(destination), "--overwrite"])
+        assert "is the source folder" in exit_message(error)
+    assert {p.name: p.read_bytes() for p in source.iterdir()} == before
+
+
+def test_convert_into_a_folder_that_is_not_empty(tmp_path):
+    source, tinybert_folder, other = ROOT / "tests" / "fixtures" / "tiny_bert_hf", tmp_path / "tiny", tmp_path / "other"
+    convert.main([str(source), str(tinybert_folder)])
+    other.mkdir()
+    (other / "pytorch_model.bin").write_bytes(b"stale")
+    with pytest.raises(SystemExit) as error:
+        convert.main(["--to-hf", str(tinybert_folder), str(other)])
+    assert f"{other}: is not empty (1 entries); pass --overwrite" in exit_message(error)
+    assert os.listdir(other) == ["pytorch_model.bin"]
+    convert.main(["--to-hf", str(tinybert_folder), str(other), "--overwrite"])
+    assert sorted(os.listdir(other)) == ["config.json", "model.safetensors"]  # nothing stale beside them
+
+
+@pytest.mark.parametrize("change,problem", [("drop", "missing tensor 'layers.0.ffn_in.bias'"),
+                                            ("reshape", "tensor 'layers.0.ffn_in.bias' has shape (3,), the config implies"),
+                                            ("add", "unexpected tensor 'extra'")])
+def test_export_checks_the_tinybert_shapes(tmp_path, change, problem):
+    from safetensors.numpy import load_file, save_file
+    folder = tmp_path / "tiny"
+    convert.main([str(ROOT / "tests" / "fixtures" / "tiny_bert_hf"), str(folder)])
+    tensors = load_file(str(folder / "model.safetensors"))
+    if change == "drop":
+        del tensors["layers.0.ffn_in.bias"]
+    elif change == "reshape":
+        tensors["layers.0.ffn_in.bias"] = np.zeros(3, np.float32)
+    else:
+        tensors["extra"] = np.zeros(1, np.float32)
+    save_file(tensors, str(folder / "model.safetensors"))
+    with pytest.raises(SystemExit) as error:
+        convert.main(["--to-hf", str(folder), str(tmp_path / "hf")])
+    assert problem in exit_message(error)
+    assert not (tmp_path / "hf").exists()
+
+
+# ---------------------------------------------------------------- Tensor misuse
+@pytest.mark.parametrize("make,problem", [(lambda: Tensor("text"), "a Tensor holds numbers, got dtype <U4"),
+                                          (lambda: Tensor([Tensor([1.0]), "x"]), "a Tensor holds numbers, got dtype object"),
+                                          (lambda: Tensor([1.0, 2.0]) + "a", "could not convert string to float: 'a'"),
+                                          (lambda: Tensor([[1.0], [2.0]], requires_grad=True).sum(axis=1).backward(),
+                                           "backward() needs a gradient for a non-scalar")])
+def test_tensor_misuse_is_a_clear_error(make, problem):
+    with pytest.raises((TypeError, ValueError, RuntimeError), match=problem.replace("(", r"\(").replace(")", r"\)")):
+        make()
+
+
+# ---------------------------------------------------------------- the README's table
+def test_the_readme_table_names_tests_that_exist():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Bad input and faults", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| case")]
+    assert len(rows) >= 20
+    defined = {}
+    for path in (ROOT / "tests").glob("test_*.py"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("def test_"):
+                defined[line[4:].split("(")[0]] = path.name
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert len(cells) == 3 and cells[0] and cells[1], row
+        names = [name.strip("` ") for name in cells[2].split(",")]
+        missing = [name for name in names if name.split("::")[-1] not in defined]
+        assert not missing, f"README row {cells[0]!r} names tests that do not exist: {missing}"
