@@ -141,6 +141,19 @@ def test_resume_cleans_the_temporaries_of_a_killed_save(tiny_weights, tmp_path, 
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_resume_trims_what_the_log_holds_past_the_checkpoint(tmp_path):
+    # killed after logging step 7 and the evaluation of epoch 2 (step 6) but before saving
+    # them: the checkpoint is at step 6, not yet evaluated; the last line is half written
+    lines = [{"type": "step", "step": s, "epoch": (s - 1) // 3 + 1} for s in range(1, 8)]
+    lines.insert(3, {"type": "eval", "step": 3, "epoch": 1})
+    lines.insert(7, {"type": "eval", "step": 6, "epoch": 2})
+    log = tmp_path / "metrics.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"type": "st')
+    train.trim_log(str(log), {"step": 6, "evaluated_epoch": 1}, 3)
+    kept = [json.loads(line) for line in log.read_text().splitlines()]
+    assert kept == [r for r in lines if r["step"] <= 6 and r != {"type": "eval", "step": 6, "epoch": 2}]
+
+
 def test_remove_temporaries_keeps_everything_else(tmp_path):
     for name in ("checkpoint.safetensors", ".hidden", "x.tmp", ".a.b.tmp"):
         (tmp_path / name).write_text("")

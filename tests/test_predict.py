@@ -9,7 +9,7 @@ import pytest
 
 from conftest import assert_close
 from test_train import SAMPLE_DATA_DIR, exit_message, read_predictions, run, tiny_weights  # noqa: F401
-from tinybert import convert, export, predict
+from tinybert import checkpoint, convert, export, predict
 from tinybert.data import load_pairs, load_sst
 from tinybert.predict import TrainedModel
 
@@ -39,6 +39,10 @@ def test_the_model_folder_answers_as_the_dev_prediction_files(cos_run, trained):
     settings = json.loads((cos_run / "model" / "tasks.json").read_text())
     assert settings["tasks"] == ["sst", "para", "sts"] and settings["cos"] and settings["max_len"] == 32
     assert settings["dev_scores"] == json.loads((cos_run / "dev_metrics.json").read_text())
+    best = checkpoint.load(cos_run / "best")[0]["model"]  # the best epoch's encoder and heads, exactly
+    loaded = dict(trained.model.named_parameters())
+    assert loaded.keys() == best.keys()
+    assert all(np.array_equal(loaded[name].data, best[name]) for name in best)
     sst = load_sst(SAMPLE_DATA_DIR / "ids-sst-dev.csv")
     classes, probabilities = trained.sentiment([e.sentence for e in sst])
     expected = file_values(cos_run / "predictions" / "sst-dev-output.csv")
