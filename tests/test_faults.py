@@ -9,13 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from test_train import (ROOT, arguments, checkpoint_arrays, exit_message, interrupt_after_optimizer_step,  # noqa: F401
-                        records, run, tiny_weights, without_clock)
+from test_train import (ROOT, arguments, assert_same_run, checkpoint_arrays, exit_message,  # noqa: F401
+                        interrupt_after_optimizer_step, records, run, tiny_weights)
 import train  # noqa: E402  (test_train put the repository root on sys.path)
 from tinybert import checkpoint, convert, io
 from tinybert.model import BertModel
@@ -30,18 +29,6 @@ def main_error(argv):
     message = exit_message(error)
     assert "\n" not in message and "Traceback" not in message
     return message
-
-
-def assert_same_run(a, b):
-    """Two run folders hold bit-identical checkpoints, states and logs (less the clock)."""
-    for name in ("last", "best"):
-        arrays_a, arrays_b = checkpoint_arrays(a / name), checkpoint_arrays(b / name)
-        assert arrays_a.keys() == arrays_b.keys()
-        different = [key for key in arrays_a if not np.array_equal(arrays_a[key], arrays_b[key])]
-        assert not different, f"{name}: {len(different)} arrays differ, first {different[0]}"
-        assert without_clock(checkpoint.load(a / name)[1]) == without_clock(checkpoint.load(b / name)[1])
-    for kind in ("step", "eval"):
-        assert [without_clock(r) for r in records(a, kind)] == [without_clock(r) for r in records(b, kind)]
 
 
 # ---------------------------------------------------------------- flags

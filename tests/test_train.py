@@ -85,6 +85,19 @@ def without_clock(record):
     return {k: v for k, v in record.items() if k != "seconds"}
 
 
+def assert_same_run(a, b):
+    """Two run folders hold bit-identical checkpoints (parameters, AdamW moments, SMART's
+    moving average, RNG states, the state) and logs, less the clock."""
+    for name in ("last", "best"):
+        arrays_a, arrays_b = checkpoint_arrays(a / name), checkpoint_arrays(b / name)
+        assert arrays_a.keys() == arrays_b.keys()
+        different = [key for key in arrays_a if not np.array_equal(arrays_a[key], arrays_b[key])]
+        assert not different, f"{name}: {len(different)} arrays differ, first {different[0]}"
+        assert without_clock(checkpoint.load(a / name)[1]) == without_clock(checkpoint.load(b / name)[1])
+    for kind in ("step", "eval"):
+        assert [without_clock(r) for r in records(a, kind)] == [without_clock(r) for r in records(b, kind)]
+
+
 def exit_message(error):
     """The text sys.exit() was called with."""
     return str(error.value.code)
@@ -273,15 +286,7 @@ def test_ctrl_c_then_resume_matches_an_uninterrupted_run(tiny_weights, tmp_path,
     state = run(tiny_weights, resumed, *recipe, "--resume", epochs=2)
     assert state["step"] == 6
     assert f"resumed {resumed / 'last'} at step 4" in capfd.readouterr().err
-    # bit-identical: parameters, AdamW moments, SMART's moving average, RNG states, metrics
-    for name in ("last", "best"):
-        a, b = checkpoint_arrays(uninterrupted / name), checkpoint_arrays(resumed / name)
-        assert a.keys() == b.keys()
-        different = [key for key in a if not np.array_equal(a[key], b[key])]
-        assert not different, f"{name}: {len(different)} arrays differ, first {different[0]}"
-        assert without_clock(checkpoint.load(uninterrupted / name)[1]) == without_clock(checkpoint.load(resumed / name)[1])
-    for kind in ("step", "eval"):
-        assert [without_clock(r) for r in records(uninterrupted, kind)] == [without_clock(r) for r in records(resumed, kind)]
+    assert_same_run(uninterrupted, resumed)
     for task in ("sst", "para", "sts"):
         for split in ("dev", "test"):
             name = f"predictions/{task}-{split}-output.csv"
