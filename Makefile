@@ -31,7 +31,7 @@ gradcheck: setup
 	$(PY) -m tinybert.gradcheck
 
 demo: setup weights
-	$(PY) train.py --task all --pcgrad --smart --cos --data_dir tinybert/sample_data --out runs/demo --epochs 3 --max_len 32
+	$(PY) train.py --task all --pcgrad --smart --cos --data_dir tinybert/sample_data --out runs/demo --epochs 3 --max_len 32 --overwrite
 
 train: setup weights
 	$(PY) train.py --task all --pcgrad --smart --cos --data_dir $(DATA_DIR) --out runs/full

@@ -106,7 +106,7 @@ class RecordingBackend:
 
 def test_a_long_pair_costs_no_more_than_its_truncated_length(model_folder, reference):
     # pair truncation in the tokenizers library grows with the square of the pair's length
-    # (huggingface/tokenizers#2035: 3,000 words a side took 1.2 GB); each side is cut first
+    # (huggingface/tokenizers#2035); each side is cut first
     tokenizer = Tokenizer.from_folder(model_folder)
     tokenizer._backend = RecordingBackend(tokenizer._backend)
     first, second = "word " * 3000, "An other sentence, " * 1000

@@ -146,7 +146,7 @@ class Tokenizer:
 
         The tokenizers library truncates a pair by building every overflowing combination
         of its two sides, which costs memory in the square of their length (a known issue,
-        huggingface/tokenizers#2035: 3,000 words a side took 1.2 GB). Encoding each side
+        huggingface/tokenizers#2035). Encoding each side
         alone is linear, and what is cut would be truncated away anyway, so the result is
         the same. A pair of sides of at most ``max_length`` characters each is kept whole:
         every token spans at least a character.
