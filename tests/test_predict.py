@@ -148,3 +148,13 @@ def test_export_refuses_a_folder_that_is_not_empty(cos_run, tmp_path):
         export.main([str(cos_run), str(tmp_path / "st")])
     assert "is not empty" in exit_message(error)
     assert (tmp_path / "st" / "keep.txt").read_text() == "mine"
+
+
+def test_export_of_a_run_without_cos_warns(cos_run, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(cos_run / "model", model)
+    settings = json.loads((model / "tasks.json").read_text())
+    (model / "tasks.json").write_text(json.dumps({**settings, "cos": False}))
+    export.main([str(model), str(tmp_path / "st")])
+    assert "trained without --cos" in capsys.readouterr().err
+    assert (tmp_path / "st" / "1_Pooling" / "config.json").exists()
