@@ -149,6 +149,11 @@ def test_paper_step_projects_onto_the_ball_after_the_step():
     expected = np.array([[[0.3, -0.3], [0.3, 0.2]],
                          [[0.3, 0.2], [0.2, -0.3]]])
     np.testing.assert_allclose(ascent_step(np.full_like(GRAD, 0.2), GRAD, config), expected, rtol=1e-10)
+    # from delta = -0.5, outside the ball (start noise larger than eps): clip(-0.5 + g~). A clip
+    # before the step as well would start from -0.3 and end at -0.05 where g~ = 0.25.
+    expected = np.array([[[0.0, -0.3], [-0.25, -0.3]],
+                         [[-0.25, -0.3], [-0.3, -0.3]]])
+    np.testing.assert_allclose(ascent_step(np.full_like(GRAD, -0.5), GRAD, config), expected, rtol=1e-10, atol=1e-12)
 
 
 def test_mtdnn_step_divides_each_token_by_its_largest_entry_without_a_ball():
