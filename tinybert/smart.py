@@ -44,8 +44,8 @@ VARIANTS = ("paper", "mtdnn")
 class SmartConfig:
     variant: str = "paper"       # "paper" (Algorithm 1) or "mtdnn" (the released code); chapter 10 measures both
     sigma: float = 1e-5          # std of the initial random perturbation (paper and MT-DNN: 1e-5)
-    epsilon: float = 0.1         # radius of the infinity-norm ball ("paper" only; paper: 1e-5, inert here: chapter 10)
-    eta: float = 10.0            # ascent step size, 100 epsilon as in the paper (paper: 1e-3; MT-DNN: 1e-5)
+    epsilon: float = 0.03        # radius of the infinity-norm ball ("paper" only; paper: 1e-5, inert here: chapter 10)
+    eta: float = 3.0             # ascent step size, 100 epsilon as in the paper (paper: 1e-3; MT-DNN: 1e-5)
     steps: int = 1               # T_x, ascent steps (paper: 1)
     lambda_s: float = 1.0        # weight of R_s (paper: 1, 3 or 5)
     mu: float = 1.0              # weight of D_Breg (paper: 1)
