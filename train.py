@@ -205,7 +205,7 @@ def task_step(model, batch, args, smart_config, proximal):
     return total, logged
 
 
-def step_gradients(model, shared, batches, args, smart_config, proximal, pcgrad_rng):
+def step_gradients(model, shared, batches, args, smart_config, proximal, pcgrad_rng, check_loss):
     """Backward one step's batches, ``{task: [TaskBatch, ...]}``, into the parameters' ``.grad``;
     return the step's logged values.
 
@@ -216,15 +216,14 @@ def step_gradients(model, shared, batches, args, smart_config, proximal, pcgrad_
     ever receives its own task's gradient. Logged: each task's mean loss (and SMART terms)
     over its batches; with several tasks, each task's encoder-gradient norm
     ``encoder_grad_norm_TASK``, the raw pairwise cosines of the g_t and the conflict fraction.
-    Raises TrainingDiverged at the first batch whose loss is not finite.
+    ``check_loss(task, value)`` sees each batch's total loss before its backward (and may raise).
     """
     record, task_gradients = {}, []
     for task, task_batches in batches.items():
         sums = {}
         for batch in task_batches:
             loss, logged = task_step(model, batch, args, smart_config, proximal)
-            if not math.isfinite(loss.item()):
-                raise TrainingDiverged(f"the loss of task {task!r} is {loss.item()}")
+            check_loss(task, loss.item())
             for key, value in logged.items():
                 sums[key] = sums.get(key, 0.0) + value
             loss.backward()  # gradients of the task's batches add up
@@ -312,10 +311,11 @@ def train(args):
             batches = {task: [encode_batch(task, streams[task].batch(step * per_step[task] + k), tokenizer,
                                            args.max_len, args.cos) for k in range(per_step[task])]
                        for task in tasks}
-            try:
-                record.update(step_gradients(model, shared, batches, args, smart_config, proximal, pcgrad_rng))
-            except TrainingDiverged as error:
-                raise TrainingDiverged(f"{error} at step {step + 1}; stopped, the last good checkpoint in {last} is kept") from None
+            def check_loss(task, value):
+                if not math.isfinite(value):
+                    raise TrainingDiverged(f"the loss of task {task!r} is {value} at step {step + 1}; "
+                                           f"stopped, the last good checkpoint in {last} is kept")
+            record.update(step_gradients(model, shared, batches, args, smart_config, proximal, pcgrad_rng, check_loss))
             record["grad_norm"] = clip_grad_norm(model.parameters(), args.clip)
             if not math.isfinite(record["grad_norm"]):  # a NaN update would reach the next checkpoint
                 raise TrainingDiverged(f"the gradient norm is {record['grad_norm']} at step {step + 1}; "
