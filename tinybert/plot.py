@@ -7,7 +7,7 @@ Panels (each only when the run logged it): the training loss of each task; the d
 of each task per epoch (accuracy for sst and para, Pearson correlation for sts); the
 pairwise cosines of the raw task gradients and the conflict fraction; each task's
 encoder-gradient norm; with SMART, one panel per task with its loss, R_s and D_Breg side by
-side (raw, log scale), and the perturbation: mean per-example ||delta||_inf and the fraction
+side (raw, log scale, zeros left out), and the perturbation: mean per-example ||delta||_inf and the fraction
 of its entries at the eps bound; the learning rate. A curve smoothed by a moving average says
 so in its legend ("mean of N steps"); the SMART panels are drawn raw.
 
@@ -129,13 +129,13 @@ def _lines(ax, records, keys, window, zero_line=False, log_scale=False):
     drawn = False
     for key in keys:
         x, y = series(records, key)
+        if log_scale:  # a zero (D_Breg at step 1) has no place on a log axis: that point is left out
+            x, y = [s for s, v in zip(x, y) if v > 0], [v for v in y if v > 0]
         if not x:
             continue
         label = f"{key} (mean of {window} steps)" if window > 1 else key
         ax.plot(x, moving_average(y, window), label=label, linewidth=1.2)
         drawn = True
-        if log_scale and min(y) <= 0:
-            log_scale = False  # a zero term cannot go on a log axis
     if zero_line:
         ax.axhline(0.0, color="gray", linewidth=0.8)
     if log_scale and drawn:
