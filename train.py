@@ -50,7 +50,7 @@ from tinybert.model import BertModel
 from tinybert.multitask import TASKS, MultitaskBert, encode_batch
 from tinybert.optim import AdamW, clip_grad_norm, linear_warmup_decay
 from tinybert.progress import Progress
-from tinybert.smart import ProximalPoint, SmartConfig, smoothness_loss
+from tinybert.smart import VARIANTS, ProximalPoint, SmartConfig, smoothness_loss
 from tinybert.tensor import no_grad
 
 # Settings a checkpoint must share with the run that resumes it.
@@ -65,6 +65,7 @@ FLAG_RANGES = {
     "clip": "(0, inf)", "hidden_dropout_prob": "[0, 1)", "save_every_minutes": "[0, inf)",
     "max_loss_factor": "(1, inf)", "smart_sigma": "[0, inf)", "smart_epsilon": "(0, inf)", "smart_eta": "(0, inf)",
     "smart_steps": "[1, inf)", "smart_lambda_s": "[0, inf)", "smart_mu": "[0, inf)", "smart_beta": "[0, 1)",
+    "smart_beta_early": "[0, 1)", "smart_beta_early_fraction": "[0, 1]",
 }
 # What a run folder holds: if any is there, the folder is not reused without --resume or --overwrite.
 RUN_ENTRIES = ("metrics.jsonl", "args.json", "resumes.jsonl", "dev_metrics.json", "last", "best", "model", "predictions")
@@ -109,7 +110,8 @@ def parse_args(argv=None):
                    help="score the dev sets only; write no test prediction files (the ablation's runs)")
     p.add_argument("--save_every_minutes", type=float, default=15.0, help="also save OUT/last this often within an epoch")
     for name, default in SmartConfig.__dataclass_fields__.items():
-        p.add_argument(f"--smart_{name}", type=type(default.default), default=default.default)
+        choices = {"choices": VARIANTS} if name == "variant" else {}
+        p.add_argument(f"--smart_{name}", type=type(default.default), default=default.default, **choices)
     files = {"sst": ("ids-sst-train.csv", "ids-sst-dev.csv", "ids-sst-test-student.csv"),
              "para": ("quora-train.csv", "quora-dev.csv", "quora-test-student.csv"),
              "sts": ("sts-train.csv", "sts-dev.csv", "sts-test-student.csv")}
@@ -307,19 +309,66 @@ class TrainingDiverged(RuntimeError):
 
 
 def task_step(model, batch, args, smart_config, proximal):
-    """Forward one task batch, return (total loss Tensor, logged values)."""
+    """Forward one task batch, return (total loss Tensor, logged values).
+
+    With SMART, two snapshots of the random generator let the extra forwards replay the
+    clean forward's dropout masks: the averaged model's whole forward replays the first
+    (taken before the embedding layer), the perturbed forwards, which start from the
+    embedding output, the second."""
+    whole_forward_rng = backend.snapshot_rng() if smart_config is not None else None
     embedded = model.embed(batch)
-    dropout_rng = backend.snapshot_rng() if smart_config is not None else None
+    encoder_rng = backend.snapshot_rng() if smart_config is not None else None
     output = model.head_output(batch, embedded)
     loss = model.loss(batch, output)
     logged = {f"loss_{batch.task}": loss.item()}
     total = loss
     if smart_config is not None:
-        smoothness = smoothness_loss(model, batch, embedded, output, smart_config, dropout_rng)
-        bregman = proximal.bregman_loss(model, batch, output)
+        stats = {}
+        smoothness = smoothness_loss(model, batch, embedded, output, smart_config, encoder_rng, stats)
+        bregman = proximal.bregman_loss(model, batch, output, whole_forward_rng)
         total = total + smoothness * smart_config.lambda_s + bregman * smart_config.mu
         logged.update({f"smart_{batch.task}": smoothness.item(), f"bregman_{batch.task}": bregman.item()})
+        logged.update({f"{key}_{batch.task}": value for key, value in stats.items()})
     return total, logged
+
+
+def step_gradients(model, shared, batches, args, smart_config, proximal, pcgrad_rng, check_loss):
+    """Backward one step's batches, ``{task: [TaskBatch, ...]}``, into the parameters' ``.grad``;
+    return the step's logged values.
+
+    A task's batch gradients add up in ``.grad``. With one task that is all. With several,
+    each task's encoder gradient g_t (its ``shared`` parameters) is set aside and cleared
+    before the next task's backward, and the encoder then receives sum_t g_t' (with
+    --pcgrad: PCGrad's projections, else g_t' = g_t; ``pcgrad.apply_pcgrad``). A head only
+    ever receives its own task's gradient. Logged: each task's mean loss (and SMART terms)
+    over its batches; with several tasks, each task's encoder-gradient norm
+    ``encoder_grad_norm_TASK``, the raw pairwise cosines of the g_t and the conflict fraction.
+    ``check_loss(task, value)`` sees each batch's total loss before its backward (and may raise).
+    """
+    record, task_gradients = {}, []
+    for task, task_batches in batches.items():
+        sums = {}
+        for batch in task_batches:
+            loss, logged = task_step(model, batch, args, smart_config, proximal)
+            check_loss(task, loss.item())
+            for key, value in logged.items():
+                sums[key] = sums.get(key, 0.0) + value
+            loss.backward()  # gradients of the task's batches add up
+        record.update({key: value / len(task_batches) for key, value in sums.items()})
+        if len(batches) > 1:  # set this task's encoder gradient aside
+            task_gradients.append([p.grad for p in shared])
+            for p in shared:
+                p.grad = None
+    if task_gradients:
+        flat = pcgrad.apply_pcgrad(shared, task_gradients, pcgrad_rng, project_conflicts=args.pcgrad)
+        record.update(pcgrad.conflict_stats(flat, batches))
+        record.update({f"encoder_grad_norm_{task}": float(backend.xp.linalg.norm(g)) for task, g in zip(batches, flat)})
+    return record
+
+
+def shared_parameters(model):
+    """The encoder's parameters, which every task's gradient reaches (PCGrad's surgery is on these only)."""
+    return [p for name, p in model.named_parameters() if name.startswith("bert.")]
 
 
 def parameter_groups(model, weight_decay):
@@ -357,7 +406,7 @@ def train(args):
         raise ValueError(f"--max_len {args.max_len} exceeds the {model.bert.config.max_position_embeddings} "
                          f"positions of {args.weights}")
     model.train()
-    shared = [p for name, p in model.named_parameters() if name.startswith("bert.")]
+    shared = shared_parameters(model)
     optimizer = AdamW(parameter_groups(model, args.weight_decay), lr=args.lr)
     smart_config = SmartConfig(**{k: getattr(args, f"smart_{k}") for k in SmartConfig.__dataclass_fields__}) if args.smart else None
     proximal = ProximalPoint(model, smart_config.beta) if args.smart else None
@@ -412,25 +461,11 @@ def train(args):
             step = state["step"]
             optimizer.lr = linear_warmup_decay(step, total_steps, int(args.warmup * total_steps), args.lr)
             record = {"type": "step", "step": step + 1, "epoch": step // args.steps_per_epoch + 1, "lr": optimizer.lr}
-            task_gradients = []
-            for task in tasks:
-                logged_sums = {}
-                for k in range(per_step[task]):
-                    batch = encode_batch(task, streams[task].batch(step * per_step[task] + k), tokenizer,
-                                         args.max_len, args.cos)
-                    loss, logged = task_step(model, batch, args, smart_config, proximal)
-                    check_loss(task, loss.item(), step, state, args, last)
-                    for key, value in logged.items():
-                        logged_sums[key] = logged_sums.get(key, 0.0) + value
-                    loss.backward()  # gradients of the task's batches add up
-                record.update({key: value / per_step[task] for key, value in logged_sums.items()})
-                if args.pcgrad and len(tasks) > 1:  # set this task's encoder gradient aside
-                    task_gradients.append([p.grad for p in shared])
-                    for p in shared:
-                        p.grad = None
-            if task_gradients:
-                flat = pcgrad.apply_pcgrad(shared, task_gradients, pcgrad_rng)
-                record.update(pcgrad.conflict_stats(flat, tasks))
+            batches = {task: [encode_batch(task, streams[task].batch(step * per_step[task] + k), tokenizer,
+                                           args.max_len, args.cos) for k in range(per_step[task])]
+                       for task in tasks}
+            record.update(step_gradients(model, shared, batches, args, smart_config, proximal, pcgrad_rng,
+                                         lambda task, value: check_loss(task, value, step, state, args, last)))
             record["grad_norm"] = clip_grad_norm(model.parameters(), args.clip)
             if not math.isfinite(record["grad_norm"]):  # a NaN update would reach the next checkpoint
                 raise TrainingDiverged(f"the gradient norm is {record['grad_norm']} at step {step + 1}; "
@@ -438,7 +473,7 @@ def train(args):
             optimizer.step()
             optimizer.zero_grad()
             if proximal is not None:
-                proximal.update(model)
+                proximal.update(model, smart_config.beta_at(step, total_steps))
             state["step"] = step + 1
             state["seconds"] = record["seconds"] = round(time.time() - started, 2)
             log.write(json.dumps(record) + "\n")

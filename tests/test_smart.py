@@ -2,13 +2,15 @@
 by float64 finite differences, the Bregman proximal point term and its moving average, and
 the divergences l_s, on a tiny float64 MultitaskBert (tinybert.gradcheck.tiny_bert)."""
 import contextlib
+import dataclasses
 
 import numpy as np
 import pytest
 
 from tinybert import backend, gradcheck
 from tinybert.multitask import MultitaskBert, TaskBatch
-from tinybert.smart import ProximalPoint, SmartConfig, adversarial_perturbation, smoothness_loss
+from tinybert.smart import (ProximalPoint, SmartConfig, adversarial_perturbation, ascent_step, perturbation_stats,
+                            smoothness_loss)
 from tinybert.tensor import Tensor
 
 # token ids of tiny_bert's 11-word vocabulary; 0 is padding (the second row has two)
@@ -67,7 +69,7 @@ def test_smoothness_is_zero_for_a_model_that_ignores_its_input(task, cos):
     # bias, whatever the embeddings: the output ignores the input, so no perturbation can
     # move it. Same model with the gain restored: clearly positive, so the zero is not vacuous.
     model, batch = tiny_model(cos), batch_for(task, cos)
-    config = SmartConfig(sigma=1e-3, epsilon=0.1, eta=1.0)
+    config = SmartConfig(variant="paper", sigma=1e-3, epsilon=0.1, eta=1.0)
     assert smoothness(model, batch, config).item() > 1e-6
     final_norm = model.bert.layers[-1].ffn_norm
     final_norm.weight.data = np.zeros_like(final_norm.weight.data)
@@ -80,7 +82,7 @@ def test_smoothness_grows_with_epsilon(task, cos):
     # the ascent (eta >> epsilon) ends at a corner of the box, so l_s grows like epsilon^2
     # (l_s and its gradient vanish at delta = 0: second order): 100x epsilon, ~10^4x l_s
     model, batch = tiny_model(cos), batch_for(task, cos)
-    values = [smoothness(model, batch, SmartConfig(sigma=1e-7, epsilon=epsilon, eta=1.0)).item()
+    values = [smoothness(model, batch, SmartConfig(variant="paper", sigma=1e-7, epsilon=epsilon, eta=1.0)).item()
               for epsilon in (1e-5, 1e-3, 1e-2)]
     assert 0.0 < values[0] < values[1] < values[2]
     assert 0.25e4 < values[1] / values[0] < 4e4 and 0.25e2 < values[2] / values[1] < 4e2, values
@@ -98,7 +100,7 @@ def test_smoothness_gradient_matches_finite_differences(task, cos, monkeypatch):
     # Tolerance: gradcheck's own 1e-6. l_s is a difference of nearly equal outputs, so its
     # rounding noise does not shrink with it: at epsilon = 1e-3 (l_s ~ 1e-7) the measured
     # error was up to 9e-7, at epsilon = 1e-2 (l_s ~ 1e-5) it is at most 1.4e-7.
-    config = SmartConfig(sigma=1e-6, epsilon=1e-2, eta=1e4)
+    config = SmartConfig(variant="paper", sigma=1e-6, epsilon=1e-2, eta=1e4)
     backend.seed(0)
     embedded = model.embed(batch)
     deltas = adversarial_perturbation(model, batch, embedded, model.head_output(batch, embedded), config)
@@ -114,7 +116,7 @@ def test_perturbation_stays_in_the_infinity_norm_ball(task, cos):
     model, batch = tiny_model(cos), batch_for(task, cos)
     # start noise far outside the ball, a few steps of varied size: the projection decides
     for sigma, eta, steps in ((1.0, 1e-4, 1), (1e-6, 10.0, 3), (1e-3, 1e-3, 2)):
-        config = SmartConfig(sigma=sigma, epsilon=1e-3, eta=eta, steps=steps)
+        config = SmartConfig(variant="paper", sigma=sigma, epsilon=1e-3, eta=eta, steps=steps)
         backend.seed(0)
         embedded = model.embed(batch)
         deltas = adversarial_perturbation(model, batch, embedded, model.head_output(batch, embedded), config)
@@ -124,11 +126,98 @@ def test_perturbation_stays_in_the_infinity_norm_ball(task, cos):
             assert np.abs(delta).max() <= config.epsilon
 
 
+# ---------------------------------------------------------------- one ascent step, by hand
+# g for two examples (B = 2) of two tokens (T = 2) of two features (C = 2). Example 0's
+# largest |g| is 2, example 1's is 40; token (1, 0)'s largest is 10, token (0, 1)'s is 0.5.
+GRAD = np.array([[[1.0, -2.0], [0.5, 0.0]],
+                 [[10.0, 0.0], [0.0, -40.0]]])
+
+
+def test_paper_step_divides_each_example_by_its_own_largest_gradient_entry():
+    # g~ = g / ||g_b||_inf per example: example 0 by 2, example 1 by 40 (per batch: both by 40;
+    # per token: (1, 0) by 10 and (0, 1) by 0.5). The step goes up the gradient: + eta g~.
+    config = SmartConfig(variant="paper", epsilon=100.0, eta=1.0)
+    expected = np.array([[[0.5, -1.0], [0.25, 0.0]],
+                         [[0.25, 0.0], [0.0, -1.0]]])
+    np.testing.assert_allclose(ascent_step(np.zeros_like(GRAD), GRAD, config), expected, rtol=1e-10)
+
+
+def test_paper_step_projects_onto_the_ball_after_the_step():
+    # from delta = 0.2 (inside the ball of radius 0.3): clip(0.2 + g~, -0.3, 0.3). Clipping
+    # before the step would leave 0.2 + 0.5 = 0.7 in place of 0.3; no clip, the same.
+    config = SmartConfig(variant="paper", epsilon=0.3, eta=1.0)
+    expected = np.array([[[0.3, -0.3], [0.3, 0.2]],
+                         [[0.3, 0.2], [0.2, -0.3]]])
+    np.testing.assert_allclose(ascent_step(np.full_like(GRAD, 0.2), GRAD, config), expected, rtol=1e-10)
+    # from delta = -0.5, outside the ball (start noise larger than eps): clip(-0.5 + g~). A clip
+    # before the step as well would start from -0.3 and end at -0.05 where g~ = 0.25.
+    expected = np.array([[[0.0, -0.3], [-0.25, -0.3]],
+                         [[-0.25, -0.3], [-0.3, -0.3]]])
+    np.testing.assert_allclose(ascent_step(np.full_like(GRAD, -0.5), GRAD, config), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_mtdnn_step_divides_each_token_by_its_largest_entry_without_a_ball():
+    # d = delta + eta g, then d / (max_c |d_btc| + 1e-6) per token; epsilon plays no part
+    config = SmartConfig(variant="mtdnn", epsilon=1e-9, eta=0.5)
+    delta = np.full_like(GRAD, 0.5)
+    d = delta + 0.5 * GRAD             # [[[1, -0.5], [0.75, 0.5]], [[5.5, 0.5], [0.5, -19.5]]]
+    largest = np.array([[1.0, 0.75], [5.5, 19.5]])[:, :, None] + 1e-6
+    np.testing.assert_allclose(ascent_step(delta, GRAD, config), d / largest, rtol=1e-12)
+    assert np.allclose(np.abs(ascent_step(delta, GRAD, config)).max(axis=2), 1.0, atol=1e-5)
+
+
+def test_perturbation_stats_count_real_tokens_at_the_bound():
+    # example 0 has 3 real tokens, example 1 has 2 (C = 2): 10 real entries; 3 of them at 0.5
+    batch = TaskBatch("sst", ["a", "b"], [segment(np.array([[2, 5, 3], [2, 3, 0]]))])
+    delta = np.array([[[0.5, 0.1], [-0.5, 0.0], [0.2, 0.3]],
+                      [[0.0, 0.5], [0.1, 0.1], [0.5, 0.5]]])     # the last token of example 1 is padding
+    stats = perturbation_stats([delta], batch, epsilon=0.5)
+    assert stats == {"delta_linf": 0.5, "delta_at_eps": 3 / 10}
+
+
+@pytest.mark.parametrize("variant", ["paper", "mtdnn"])
+@pytest.mark.parametrize("task,cos", CASES)
+def test_ascent_step_uses_the_gradient_of_l_s_at_the_start_noise(task, cos, variant):
+    # adversarial_perturbation's one step == ascent_step(delta_0, d l_s / d delta at delta_0),
+    # with delta_0 (steps=0: the start noise) and the gradient computed here independently
+    model, batch = tiny_model(cos), batch_for(task, cos)
+    config = SmartConfig(variant=variant, sigma=1e-2, epsilon=1.0, eta=1e-2)
+    embedded = model.embed(batch)
+    clean = model.head_output(batch, embedded)
+    backend.seed(0)
+    start = adversarial_perturbation(model, batch, embedded, clean, dataclasses.replace(config, steps=0))
+    backend.seed(0)
+    stepped = adversarial_perturbation(model, batch, embedded, clean, config)
+    deltas = [Tensor(d, requires_grad=True) for d in start]
+    output = model.head_output(batch, [Tensor(x.data) + d for x, d in zip(embedded, deltas)])
+    model.divergence(task, output, Tensor(clean.data)).backward()
+    for new, d in zip(stepped, deltas):
+        np.testing.assert_allclose(new, ascent_step(d.data, d.grad, config), rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("task,cos", CASES)
+def test_a_small_ascent_step_increases_l_s(task, cos):
+    # from noise of size 1e-2, a step of 1e-3 along +g~ raises l_s (to first order by
+    # eta * g . g~ > 0); a step along -g~ would lower it
+    model, batch = tiny_model(cos), batch_for(task, cos)
+    config = SmartConfig(variant="paper", sigma=1e-2, epsilon=1.0, eta=1e-3)
+    embedded = model.embed(batch)
+    clean = model.head_output(batch, embedded)
+
+    def l_s(deltas):
+        output = model.head_output(batch, [Tensor(x.data + d) for x, d in zip(embedded, deltas)])
+        return model.divergence(task, clean, output).item()
+    backend.seed(0)
+    start = l_s(adversarial_perturbation(model, batch, embedded, clean, dataclasses.replace(config, steps=0)))
+    backend.seed(0)
+    assert l_s(adversarial_perturbation(model, batch, embedded, clean, config)) > 1.01 * start
+
+
 @pytest.mark.parametrize("task,cos", CASES)
 def test_ascent_beats_a_random_corner(task, cos):
     # the normalised ascent finds a worse perturbation than a random one of the same size
     model, batch = tiny_model(cos), batch_for(task, cos)
-    config = SmartConfig(sigma=1e-6, epsilon=1e-2, eta=1.0)
+    config = SmartConfig(variant="paper", sigma=1e-6, epsilon=1e-2, eta=1.0)
     backend.seed(0)
     embedded = model.embed(batch)
     clean = model.head_output(batch, embedded)
@@ -161,6 +250,52 @@ def test_bregman_is_zero_at_the_start_and_positive_after_a_move(task, cos):
     assert model.training and all(np.array_equal(p.data, moved[name]) for name, p in model.named_parameters())
     loss.backward()  # the averaged model's output is a constant target: gradients reach theta only
     assert all(p.grad is not None for p in used_parameters(model, task))
+
+
+def dropout_model(cos):
+    """tiny_model with dropout everywhere: the embedding layer, attention, each layer, the head."""
+    model = tiny_model(cos)
+    model.dropout.p = model.bert.embeddings.dropout.p = 0.3
+    for layer in model.bert.layers:
+        layer.dropout.p = layer.attention.attention_dropout.p = 0.3
+    return model.train()
+
+
+@pytest.mark.parametrize("task,cos", CASES)
+def test_bregman_is_exactly_zero_at_the_start_with_dropout_on(task, cos):
+    # theta~ = theta and the averaged model replays the student's masks: the same forward,
+    # so exactly 0. With masks of its own the term is far from 0 (what it measured before).
+    model, batch = dropout_model(cos), batch_for(task, cos)
+    proximal = ProximalPoint(model, beta=0.9)
+    backend.seed(0)
+    snapshot = backend.snapshot_rng()
+    assert proximal.bregman_loss(model, batch, model(batch), snapshot).item() == 0.0
+    backend.seed(0)
+    assert proximal.bregman_loss(model, batch, model(batch)).item() > 1e-4
+
+
+@pytest.mark.parametrize("task,cos", CASES)
+def test_train_step_logs_a_zero_bregman_term_at_the_start_with_dropout_on(task, cos):
+    import train
+    model, batch = dropout_model(cos), batch_for(task, cos)
+    batch.labels = np.array([0, 3, 4]) if task == "sst" else np.array([0.0, 1.0, 0.6])
+    config = SmartConfig(variant="paper", sigma=1e-3, epsilon=1e-2)
+    backend.seed(0)
+    _, logged = train.task_step(model, batch, None, config, ProximalPoint(model, config.beta))
+    assert logged[f"bregman_{task}"] == 0.0 and logged[f"smart_{task}"] > 0.0
+
+
+def test_beta_is_0_99_for_the_first_tenth_of_the_updates_then_0_999():
+    config = SmartConfig()
+    assert [config.beta_at(update, 100) for update in (0, 9, 10, 99)] == [0.99, 0.99, 0.999, 0.999]
+    model = tiny_model()
+    proximal = ProximalPoint(model, beta=0.5)
+    before = {name: array.copy() for name, array in proximal.average.items()}
+    for p in model.parameters():
+        p.data = p.data + 1.0
+    proximal.update(model, beta=0.99)   # the scheduled beta, not the constructor's
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(proximal.average[name], 0.99 * before[name] + 0.01 * p.data, rtol=1e-12, atol=1e-15)
 
 
 def test_bregman_target_is_the_averaged_model():
@@ -233,7 +368,7 @@ def test_perturbed_forwards_replay_the_clean_dropout_masks():
         layer.dropout.p = 0.3
     model.train()
     batch = batch_for("sst", False)
-    config = SmartConfig(sigma=0.0, epsilon=0.0)
+    config = SmartConfig(variant="paper", sigma=0.0, epsilon=0.0)
     backend.seed(0)
     embedded = model.embed(batch)
     snapshot = backend.snapshot_rng()

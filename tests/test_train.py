@@ -118,13 +118,17 @@ def test_full_recipe_logs_every_term(full_run):
     assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
     expected = {"lr", "grad_norm", "conflict_fraction", "cos_sst_para", "cos_sst_sts", "cos_para_sts"}
     for task in ("sst", "para", "sts"):
-        expected |= {f"loss_{task}", f"smart_{task}", f"bregman_{task}"}
+        expected |= {f"loss_{task}", f"smart_{task}", f"bregman_{task}", f"encoder_grad_norm_{task}",
+                     f"delta_linf_{task}", f"delta_at_eps_{task}"}
     for record in steps:
         assert expected <= set(record), f"step {record['step']} lacks {sorted(expected - set(record))}"
         assert all(np.isfinite(record[key]) for key in expected)
         assert 0.0 <= record["conflict_fraction"] <= 1.0
         assert all(-1.0 <= record[key] <= 1.0 for key in expected if key.startswith("cos_"))
-        assert record["smart_sst"] > 0 and record["bregman_sst"] > 0  # SMART's terms are really computed
+        assert record["smart_sst"] > 0 and record["encoder_grad_norm_sst"] > 0  # SMART's terms are really computed
+        # theta~ = theta before the first update, and both models drop the same units: D_Breg = 0
+        assert all((record[f"bregman_{t}"] == 0.0) == (record["step"] == 1) for t in ("sst", "para", "sts")), record
+        assert 0.0 <= record["delta_at_eps_sst"] <= 1.0 and record["delta_linf_sst"] > 0
     assert steps[0]["lr"] > steps[-1]["lr"] > 0  # the schedule decays
     evals = records(out, "eval")
     assert [(r["epoch"], r["step"]) for r in evals] == [(1, 3), (2, 6)]

@@ -84,13 +84,15 @@ def conflict_stats(grads, names=None):
     return stats
 
 
-def apply_pcgrad(params_shared, per_task_grads, rng):
+def apply_pcgrad(params_shared, per_task_grads, rng, project_conflicts=True):
     """Replace the ``.grad`` of the shared parameters by the PCGrad combination.
 
     per_task_grads[t][k] is task t's gradient for ``params_shared[k]`` (None: the task does
     not touch it, i.e. zeros). Each task's gradients are flattened into one vector
     g_t = concat_k vec(grad_tk), so the surgery sees the whole shared gradient at once;
-    ``project`` combines them and the result is cut back into per-parameter ``.grad``s.
+    ``project`` combines them (or, with ``project_conflicts=False``, the plain sum
+    g_1 + ... + g_n, so that a run without PCGrad can log the same statistics) and the
+    result is cut back into per-parameter ``.grad``s.
     A parameter no task touches keeps ``.grad = None`` (so AdamW skips it, as without PCGrad).
 
     Returns the flat per-task gradients, which :func:`conflict_stats` can log.
@@ -99,7 +101,7 @@ def apply_pcgrad(params_shared, per_task_grads, rng):
     flat_grads = [xp.concatenate([xp.zeros(p.data.size, dtype=p.data.dtype) if g is None else g.reshape(-1)
                                   for p, g in zip(params_shared, task_grads)])
                   for task_grads in per_task_grads]
-    combined = project(flat_grads, rng)
+    combined = project(flat_grads, rng) if project_conflicts else sum(flat_grads[1:], flat_grads[0].copy())
     offset = 0
     for k, p in enumerate(params_shared):
         if any(task_grads[k] is not None for task_grads in per_task_grads):

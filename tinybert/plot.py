@@ -3,10 +3,13 @@
     python -m tinybert.plot runs/all                   # writes runs/all/curves.png
     python -m tinybert.plot runs/all --out curves.png
 
-Panels (each only when the run logged it): the training loss of each task, smoothed by a
-moving average; the dev metric of each task per epoch (accuracy for sst and para, Pearson
-correlation for sts); PCGrad's conflict fraction and the pairwise cosines of the task
-gradients; SMART's smoothness and Bregman terms; the learning rate.
+Panels (each only when the run logged it): the training loss of each task; the dev metric
+of each task per epoch (accuracy for sst and para, Pearson correlation for sts); the
+pairwise cosines of the raw task gradients and the conflict fraction; each task's
+encoder-gradient norm; with SMART, one panel per task with its loss, R_s and D_Breg side by
+side (raw, log scale, zeros left out), and the perturbation: mean per-example ||delta||_inf and the fraction
+of its entries at the eps bound; the learning rate. A curve smoothed by a moving average says
+so in its legend ("mean of N steps"); the SMART panels are drawn raw.
 
 Needs matplotlib (``pip install matplotlib``), imported only when drawing.
 """
@@ -84,17 +87,25 @@ def plot_run(run_dir, out=None, window=None, dpi=100):
     out = out or os.path.join(run_dir, "curves.png")
     window = window or max(1, len(steps) // 50)
 
-    panels = [("training loss" + (f" (moving average of {window} steps)" if window > 1 else ""),
-               lambda ax: _lines(ax, steps, [f"loss_{t}" for t in TASKS], window))]
+    panels = [("training loss", lambda ax: _lines(ax, steps, [f"loss_{t}" for t in TASKS], window))]
     panels.append(("dev metric (acc: sst, para; Pearson: sts)", lambda ax: _dev(ax, evals)))
-    pcgrad_keys = keys_with_prefix(steps, "cos_") + keys_with_prefix(steps, "conflict_fraction")
-    if pcgrad_keys:
-        panels.append(("PCGrad: gradient cosines, conflict fraction",
-                       lambda ax: _lines(ax, steps, pcgrad_keys, window, zero_line=True)))
-    smart_keys = keys_with_prefix(steps, "smart_") + keys_with_prefix(steps, "bregman_")
-    if smart_keys:
-        panels.append(("SMART: smoothness and Bregman terms",
-                       lambda ax: _lines(ax, steps, smart_keys, window, log_scale=True)))
+    gradient_keys = keys_with_prefix(steps, "cos_") + keys_with_prefix(steps, "conflict_fraction")
+    if gradient_keys:
+        panels.append(("task gradients: raw pairwise cosines, conflict fraction",
+                       lambda ax: _lines(ax, steps, gradient_keys, window, zero_line=True)))
+    norm_keys = keys_with_prefix(steps, "encoder_grad_norm_")
+    if norm_keys:
+        panels.append(("each task's encoder-gradient norm (before PCGrad)",
+                       lambda ax: _lines(ax, steps, norm_keys, window)))
+    for task in TASKS:
+        if keys_with_prefix(steps, f"smart_{task}"):
+            keys = [f"loss_{task}", f"smart_{task}", f"bregman_{task}"]
+            panels.append((f"{task}: loss, SMART's R_s (smart_) and D_Breg (bregman_)",
+                           lambda ax, keys=keys: _lines(ax, steps, keys, 1, log_scale=True)))
+    delta_keys = keys_with_prefix(steps, "delta_linf_") + keys_with_prefix(steps, "delta_at_eps_")
+    if delta_keys:
+        panels.append(("SMART's delta: mean per-example inf-norm, fraction at eps",
+                       lambda ax: _lines(ax, steps, delta_keys, 1, log_scale=True)))
     panels.append(("learning rate", lambda ax: _lines(ax, steps, ["lr"], 1)))
 
     columns = 2
@@ -118,12 +129,13 @@ def _lines(ax, records, keys, window, zero_line=False, log_scale=False):
     drawn = False
     for key in keys:
         x, y = series(records, key)
+        if log_scale:  # a zero (D_Breg at step 1) has no place on a log axis: that point is left out
+            x, y = [s for s, v in zip(x, y) if v > 0], [v for v in y if v > 0]
         if not x:
             continue
-        ax.plot(x, moving_average(y, window), label=key, linewidth=1.2)
+        label = f"{key} (mean of {window} steps)" if window > 1 else key
+        ax.plot(x, moving_average(y, window), label=label, linewidth=1.2)
         drawn = True
-        if log_scale and min(y) <= 0:
-            log_scale = False  # a zero term cannot go on a log axis
     if zero_line:
         ax.axhline(0.0, color="gray", linewidth=0.8)
     if log_scale and drawn:

@@ -1,20 +1,32 @@
 """SMART: smoothness-inducing adversarial regularisation with Bregman proximal point
-optimisation (Jiang et al. 2020, "SMART", Algorithm 1).
+optimisation (Jiang et al. 2020, "SMART", arXiv:1911.03437, Algorithm 1). Chapter 10 of the
+course (docs/10-smart.md) reads this file line by line next to the paper.
 
-Smoothness. With x the embedding-layer output and f the model, find a small perturbation
-that changes the output the most,
+Smoothness. With x the embedding-layer output (B, T, C) of one segment and f the rest of the
+model, find a perturbation that changes the output the most,
 
     x~ = argmax_{||x~ - x||_inf <= eps} l_s(f(x), f(x~)),
 
-approximately: start at x + N(0, sigma^2), take T_x normalised ascent steps
-x~ <- Proj_eps(x~ + eta * g / ||g||_inf) with g = d l_s / d x~, then add
-lambda_s * l_s(f(x), f(x~)) to the loss. l_s is the symmetric KL for classifiers and the
-squared error for regression (MultitaskBert.divergence).
+approximately, by T_x steps of normalised ascent from random noise (``variant``):
+
+    "paper"  Algorithm 1:  delta ~ N(0, sigma^2 I);  T_x times:
+               g = d l_s / d delta                                   (B, T, C)
+               g~ = g / ||g_b||_inf  per example b (max over its T x C entries)
+               delta <- clip(delta + eta g~, -eps, eps)              Proj onto ||delta||_inf <= eps
+    "mtdnn"  the authors' released code (MT-DNN, mt_dnn/perturbation.py, norm_level 0):
+               delta ~ N(0, sigma^2 I);  T_x times:
+               d = delta + eta g;  delta <- d / (max_c |d_btc| + 1e-6)   per token (b, t)
+             no eps ball: every token's perturbation ends with infinity norm ~1.
+
+then add lambda_s * R_s, R_s = l_s(f(x), f(x + delta)), to the loss, differentiable on both
+sides (delta itself is a constant). l_s is the symmetric KL for the classifiers and the
+squared error for the regression (MultitaskBert.divergence).
 
 Bregman proximal point. Keep theta~, an exponential moving average of past parameters
-(theta~ <- beta theta~ + (1 - beta) theta after each update), and add
-mu * l_s(f(x; theta), f(x; theta~)) so that an update cannot move the model's outputs far
-from where they recently were.
+(theta~ <- beta theta~ + (1 - beta) theta after each update; beta = 0.99 for the first 10% of
+the updates and 0.999 after, as in the paper's section 5), and add
+mu * D_Breg, D_Breg = l_s(f(x; theta), f(x; theta~)), with f(x; theta~) a constant target.
+Both models run with the same dropout masks, so D_Breg = 0 exactly when theta~ = theta.
 
 Cost per task batch: one more forward and input-only backward per ascent step, one more
 forward + backward for the regulariser, and one forward of the averaged model.
@@ -23,18 +35,32 @@ import contextlib
 import dataclasses
 
 from . import backend, ops
-from .tensor import Tensor, no_grad
+from .tensor import Tensor
+
+VARIANTS = ("paper", "mtdnn")
 
 
 @dataclasses.dataclass
 class SmartConfig:
-    sigma: float = 1e-5          # std of the initial random perturbation
-    epsilon: float = 1e-5        # radius of the infinity-norm ball
-    eta: float = 1e-3            # ascent step size
-    steps: int = 1               # T_x, ascent steps
-    lambda_s: float = 1.0        # weight of the smoothness term
-    mu: float = 1.0              # weight of the Bregman proximal point term
-    beta: float = 0.99           # EMA decay of the proximal point parameters
+    variant: str = "paper"       # "paper" (Algorithm 1) or "mtdnn" (the released code); chapter 10 measures both
+    sigma: float = 1e-5          # std of the initial random perturbation (paper and MT-DNN: 1e-5)
+    epsilon: float = 0.03        # radius of the infinity-norm ball ("paper" only; paper: 1e-5, inert here: chapter 10)
+    eta: float = 3.0             # ascent step size, 100 epsilon as in the paper (paper: 1e-3; MT-DNN: 1e-5)
+    steps: int = 1               # T_x, ascent steps (paper: 1)
+    lambda_s: float = 1.0        # weight of R_s (paper: 1, 3 or 5)
+    mu: float = 1.0              # weight of D_Breg (paper: 1)
+    beta: float = 0.999          # EMA decay of theta~ after the first beta_early_fraction of the updates
+    beta_early: float = 0.99     # EMA decay of theta~ during the first beta_early_fraction of the updates
+    beta_early_fraction: float = 0.1
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"SMART variant {self.variant!r}: expected one of {', '.join(VARIANTS)}")
+
+    def beta_at(self, update, total_updates):
+        """beta for update number ``update`` (0-based) of ``total_updates``: beta_early while
+        update < beta_early_fraction * total_updates, then beta."""
+        return self.beta_early if update < self.beta_early_fraction * total_updates else self.beta
 
 
 @contextlib.contextmanager
@@ -51,15 +77,30 @@ def parameters_frozen(model):
             p.requires_grad = flag
 
 
-def adversarial_perturbation(model, batch, embedded, clean_output, config, dropout_rng=None):
-    """The perturbations delta (one per segment, |delta|_inf <= epsilon) after T_x
-    normalised ascent steps on l_s(f(x), f(x + delta)). Arrays, not part of any graph.
+def ascent_step(delta, grad, config):
+    """One step of the ascent on a segment's perturbation: delta, grad (B, T, C) -> new delta.
 
-    ``dropout_rng``: a snapshot of the generator taken just before the clean forward;
-    every perturbed forward replays it, so it drops the same units as the clean one and
-    l_s measures the effect of the perturbation, not the disagreement of two dropout masks.
+    "paper":  clip(delta + eta * grad / ||grad_b||_inf, -eps, eps), the norm per example b.
+    "mtdnn":  d = delta + eta * grad, then d / ||d_bt||_inf per token (b, t), no clip.
     """
     xp = backend.xp
+    if config.variant == "paper":
+        per_example = xp.abs(grad).max(axis=(1, 2), keepdims=True)           # (B, 1, 1)
+        moved = delta + config.eta * (grad / (per_example + 1e-12))          # largest entry of each example moves eta
+        return xp.clip(moved, -config.epsilon, config.epsilon)
+    moved = delta + config.eta * grad
+    return moved / (xp.abs(moved).max(axis=2, keepdims=True) + 1e-6)        # (B, T, 1): MT-DNN's 1e-6
+
+
+def adversarial_perturbation(model, batch, embedded, clean_output, config, dropout_rng=None):
+    """The perturbations delta (one per segment) after T_x normalised ascent steps on
+    l_s(f(x), f(x + delta)) (``ascent_step``). Arrays, not part of any graph.
+
+    ``dropout_rng``: a snapshot of the generator taken just after the clean forward's
+    embedding layer; every perturbed forward replays it, so it drops the same units as the
+    clean one and l_s measures the effect of the perturbation, not the disagreement of two
+    dropout masks.
+    """
     target = Tensor(clean_output.data)
     inputs = [x.data for x in embedded]
     deltas = [backend.rng().standard_normal(x.shape, dtype=x.dtype) * x.dtype.type(config.sigma) for x in inputs]
@@ -68,16 +109,32 @@ def adversarial_perturbation(model, batch, embedded, clean_output, config, dropo
         with parameters_frozen(model), _replayed(dropout_rng):
             output = model.head_output(batch, [Tensor(x) + d for x, d in zip(inputs, delta_tensors)])
             model.divergence(batch.task, output, target).backward()
-        deltas = []
-        for d in delta_tensors:
-            step = d.grad / (xp.abs(d.grad).max() + 1e-12)  # normalised: largest entry moves eta
-            deltas.append(xp.clip(d.data + config.eta * step, -config.epsilon, config.epsilon))
+        deltas = [ascent_step(d.data, d.grad, config) for d in delta_tensors]
     return deltas
 
 
-def smoothness_loss(model, batch, embedded, clean_output, config, dropout_rng=None):
-    """l_s(f(x), f(x~)) at the adversarial x~, differentiable in the parameters."""
+def perturbation_stats(deltas, batch, epsilon):
+    """What the logged diagnostics say about the perturbations of a batch:
+    ``delta_linf``, the mean over examples of ||delta_b||_inf (max over the example's tokens
+    and features), and ``delta_at_eps``, the fraction of real-token entries with
+    |delta| >= eps (1 - 1e-6): at the bound of the ball."""
+    xp = backend.xp
+    norms, at_bound, entries = [], 0.0, 0
+    for delta, segment in zip(deltas, batch.segments):
+        norms.append(xp.abs(delta).max(axis=(1, 2)))                                     # (B,)
+        real = xp.asarray(segment["attention_mask"]).astype(bool)                          # (B, T)
+        at_bound += float((xp.abs(delta[real]) >= epsilon * (1 - 1e-6)).sum())
+        entries += int(real.sum()) * delta.shape[2]
+    return {"delta_linf": float(xp.concatenate(norms).mean()), "delta_at_eps": at_bound / max(entries, 1)}
+
+
+def smoothness_loss(model, batch, embedded, clean_output, config, dropout_rng=None, stats=None):
+    """R_s = l_s(f(x), f(x + delta)) at the adversarial delta, differentiable in the
+    parameters through both f(x) and f(x + delta). With a dict ``stats``, the
+    ``perturbation_stats`` of delta are written into it."""
     deltas = adversarial_perturbation(model, batch, embedded, clean_output, config, dropout_rng)
+    if stats is not None:
+        stats.update(perturbation_stats(deltas, batch, config.epsilon))
     with _replayed(dropout_rng):
         perturbed = model.head_output(batch, [ops.add(x, d) for x, d in zip(embedded, deltas)])
     return model.divergence(batch.task, clean_output, perturbed)
@@ -94,12 +151,13 @@ class ProximalPoint:
         self.beta = beta
         self.average = {name: p.data.copy() for name, p in model.named_parameters()}
 
-    def update(self, model):
-        """theta~ <- beta theta~ + (1 - beta) theta, in place."""
+    def update(self, model, beta=None):
+        """theta~ <- beta theta~ + (1 - beta) theta, in place (``beta`` default: self.beta)."""
+        beta = self.beta if beta is None else beta
         for name, p in model.named_parameters():
             average = self.average[name]
-            average *= self.beta
-            average += (1.0 - self.beta) * p.data
+            average *= beta
+            average += (1.0 - beta) * p.data
 
     @contextlib.contextmanager
     def swapped_in(self, model):
@@ -113,11 +171,18 @@ class ProximalPoint:
             for name, p in params.items():
                 p.data = current[name]
 
-    def bregman_loss(self, model, batch, output):
-        """l_s(f(x; theta), f(x; theta~)): the averaged model's output, without dropout,
-        is a constant target."""
-        training = model.training
-        with no_grad(), self.swapped_in(model):
-            target = model.eval()(batch)
-        model.train(training)
+    def bregman_loss(self, model, batch, output, dropout_rng=None):
+        """D_Breg = l_s(f(x; theta), f(x; theta~)), the averaged model's output a constant target.
+
+        ``dropout_rng``: a snapshot of the generator taken just before the student's forward
+        (its embedding layer included). The averaged model runs in the student's mode and
+        replays it, so both drop the same units and D_Breg = 0 when theta~ = theta. (Without
+        the snapshot, in train mode, it would draw its own masks: D_Breg would then mostly
+        measure the disagreement of two dropout masks.)
+
+        The averaged forward records no graph because no parameter requires a gradient
+        (``parameters_frozen``), not because of ``no_grad``: under no_grad the encoder splits
+        the batch by rows across cores, and each part would draw its own dropout masks."""
+        with parameters_frozen(model), self.swapped_in(model), _replayed(dropout_rng):
+            target = model(batch)                                # graph-free: nothing requires a gradient
         return model.divergence(batch.task, output, Tensor(target.data))
