@@ -1,11 +1,11 @@
-"""tinybert.parallel: blocks shared among the cores, the batch split of evaluation, and the
+"""tinybert.fast.parallel: blocks shared among the cores, the batch split of evaluation, and the
 BLAS thread setting it relies on."""
 import threading
 
 import numpy as np
 import pytest
 
-from tinybert import parallel
+from tinybert.fast import parallel
 
 
 @pytest.mark.parametrize("length,block", [(1, 4), (10, 3), (12, 4), (1000, 7), (5, 5)])

@@ -1,0 +1,55 @@
+"""Fast kernel of ``ops.matmul``: a product with a weight matrix as one BLAS call, and the
+operands of batched products in row-major order.
+
+NumPy hands a stack of matrices to BLAS one matrix at a time. For x (B, T, k) @ W (k, m), the
+reference's forward and dL/dx are B products of T rows and its dL/dW = sum over B of
+x_b^T @ g_b makes a (B, k, m) array only to sum it; here the leading axes are folded into rows:
+the forward and dL/dx are one (B*T, k) @ (k, m) product, dL/dW one (k, B*T) @ (B*T, m).
+The attention products (q @ k, probs @ v and their gradients) stay batched, but an operand
+whose rows are not contiguous (a permuted view) is copied first when that is no larger than
+the product: BLAS is several times slower on strided matrices than one copy costs.
+"""
+from .. import backend, ops
+from ..tensor import Tensor
+
+
+def matmul(a, b):
+    """``ops.matmul``, with a 2-D b folded and batched operands made row-major."""
+    a, b = ops.as_tensor(a), ops.as_tensor(b)
+    xp = backend.xp
+    fold = b.ndim == 2 and a.ndim > 2
+
+    def backward(grad):
+        grad_a = grad_b = None
+        if a.requires_grad:
+            if fold:
+                grad_a = (grad.reshape(-1, grad.shape[-1]) @ b.data.T).reshape(a.shape)
+            else:
+                grad_a = ops.unbroadcast(row_major_product(grad, xp.swapaxes(b.data, -1, -2)), a.shape)
+        if b.requires_grad:
+            if b.ndim == 2 and a.ndim >= 2:
+                rows = a.data.reshape(-1, a.shape[-1])
+                grad_b = rows.T @ grad.reshape(-1, grad.shape[-1])
+            else:
+                grad_b = ops.unbroadcast(row_major_product(xp.swapaxes(a.data, -1, -2), grad), b.shape)
+        return grad_a, grad_b
+    if fold:
+        out = (a.data.reshape(-1, a.shape[-1]) @ b.data).reshape(a.shape[:-1] + b.shape[-1:])
+    else:
+        out = row_major_product(a.data, b.data)
+    return Tensor.from_op(out, (a, b), backward, "matmul")
+
+
+def row_major_product(a, b):
+    """a @ b for arrays, where a stack of matrices whose rows are not contiguous in memory
+    (a permuted or transposed view, as in attention) is first copied to row-major order,
+    if it is no larger than the product."""
+    xp = backend.xp
+    if a.ndim > 2 and b.ndim > 2:
+        k, n, m = a.shape[-1], a.shape[-2], b.shape[-1]
+        out_size = max(a.size // k * m, b.size // k * n)  # batch * n * m
+        if a.strides[-1] != a.itemsize and a.size <= out_size:
+            a = xp.ascontiguousarray(a)
+        if b.strides[-1] != b.itemsize and b.size <= out_size:
+            b = xp.ascontiguousarray(b)
+    return a @ b
