@@ -8,7 +8,7 @@ computes the same result to float32 rounding (tests/test_paths.py compares every
 
 | reference                 | fast kernel                         | what it buys (docs/performance.md) |
 |---------------------------|-------------------------------------|------------------------------------|
-| ``ops.matmul``            | ``fast.ops.matmul``                 | x @ W as one BLAS call; row-major attention operands |
+| ``ops.matmul``            | ``fast.ops.matmul``                 | x @ W as one BLAS call; attention's stacks row-major, split among the cores |
 | ``functional.softmax``    | ``fast.functional.softmax``         | in place: one full-size array, not three |
 | ``functional.layer_norm`` | ``fast.functional.layer_norm``      | in place, one scratch array in backward |
 | ``functional.gelu``       | ``fast.functional.gelu``            | rational float32 erf; backward in cache-sized blocks on every core |

@@ -7,10 +7,17 @@ x_b^T @ g_b makes a (B, k, m) array only to sum it; here the leading axes are fo
 the forward and dL/dx are one (B*T, k) @ (k, m) product, dL/dW one (k, B*T) @ (B*T, m).
 The attention products (q @ k, probs @ v and their gradients) stay batched, but an operand
 whose rows are not contiguous (a permuted view) is copied first when that is no larger than
-the product: BLAS is several times slower on strided matrices than one copy costs.
+the product: BLAS is several times slower on strided matrices than one copy costs. And the
+stack of small matrices is split among the cores by tinybert with OpenBLAS on one thread
+(:func:`tinybert.fast.parallel.matmul_over_stack`), instead of OpenBLAS sharing out each small
+matrix between its threads: that handoff, a few hundred times a product, is slow on an idle
+machine and ruinous on a busy one, where the second BLAS thread waits for its core.
 """
+import numpy
+
 from .. import backend, ops
 from ..tensor import Tensor
+from . import parallel
 
 
 def matmul(a, b):
@@ -43,7 +50,8 @@ def matmul(a, b):
 def row_major_product(a, b):
     """a @ b for arrays, where a stack of matrices whose rows are not contiguous in memory
     (a permuted or transposed view, as in attention) is first copied to row-major order,
-    if it is no larger than the product."""
+    if it is no larger than the product, and two NumPy stacks of the same leading shape are
+    multiplied a share of the stack per core."""
     xp = backend.xp
     if a.ndim > 2 and b.ndim > 2:
         k, n, m = a.shape[-1], a.shape[-2], b.shape[-1]
@@ -52,4 +60,6 @@ def row_major_product(a, b):
             a = xp.ascontiguousarray(a)
         if b.strides[-1] != b.itemsize and b.size <= out_size:
             b = xp.ascontiguousarray(b)
+        if xp is numpy and a.shape[:-2] == b.shape[:-2]:
+            return parallel.matmul_over_stack(a, b)
     return a @ b
