@@ -78,11 +78,13 @@ DTYPES = [np.float32, np.float64]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", ["x@W", "W@W", "q@k permuted", "broadcast batch", "only b"])
+@pytest.mark.parametrize("case", ["x@W", "x@W widening", "W@W", "q@k permuted", "broadcast batch", "only b"])
 def test_matmul_kernel_agrees_with_reference(case, dtype):
     B, nh, T, hs, C = 3, 2, 5, 4, 8
     if case == "x@W":                # a linear layer: (B, T, C) @ (C, 3)
         function, arrays, differentiate = ops.matmul, [randn(B, T, C, dtype=dtype), randn(C, 3, dtype=dtype)], [True, True]
+    elif case == "x@W widening":     # the FFN's first product: (B, T, C) @ (C, 4C), dL/dW taken transposed
+        function, arrays, differentiate = ops.matmul, [randn(B, T, 3, dtype=dtype), randn(3, C, dtype=dtype)], [True, True]
     elif case == "W@W":
         function, arrays, differentiate = ops.matmul, [randn(6, C, dtype=dtype), randn(C, 3, dtype=dtype)], [True, True]
     elif case == "q@k permuted":     # attention: both operands permuted views, as SelfAttention makes them

@@ -35,8 +35,7 @@ def matmul(a, b):
                 grad_a = ops.unbroadcast(row_major_product(grad, xp.swapaxes(b.data, -1, -2)), a.shape)
         if b.requires_grad:
             if b.ndim == 2 and a.ndim >= 2:
-                rows = a.data.reshape(-1, a.shape[-1])
-                grad_b = rows.T @ grad.reshape(-1, grad.shape[-1])
+                grad_b = weight_gradient(a.data.reshape(-1, a.shape[-1]), grad.reshape(-1, grad.shape[-1]))
             else:
                 grad_b = ops.unbroadcast(row_major_product(xp.swapaxes(a.data, -1, -2), grad), b.shape)
         return grad_a, grad_b
@@ -45,6 +44,17 @@ def matmul(a, b):
     else:
         out = row_major_product(a.data, b.data)
     return Tensor.from_op(out, (a, b), backward, "matmul")
+
+
+def weight_gradient(rows, grad):
+    """dL/dW = rows^T @ grad for rows (N, k) and grad (N, m), a (k, m) row-major array. When
+    k < m it is computed as (grad^T @ rows)^T and copied back to row-major order: OpenBLAS
+    runs a product with a long inner axis faster when its output has more rows than columns
+    (the FFN's (384, 1536) gradient at N = 4096: 62 ms one way, 45 ms the other, on the
+    machine of docs/performance.md)."""
+    if rows.shape[1] < grad.shape[1]:
+        return backend.xp.ascontiguousarray((grad.T @ rows).T)
+    return rows.T @ grad
 
 
 def row_major_product(a, b):
