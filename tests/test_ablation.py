@@ -1,4 +1,4 @@
-"""tinybert.ablation on the bundled sample with test_train's tiny random BERT: every run is in
+"""tools.ablation on the bundled sample with test_train's tiny random BERT: every run is in
 results.json, results.md holds markdown_table of it, the mean ± std by hand, a rerun skips the
 finished runs, an interrupted run is resumed, and bad input is refused with a clear message."""
 import json
@@ -8,10 +8,9 @@ import statistics
 import pytest
 from test_train import interrupt_after_optimizer_step, tiny_weights  # noqa: F401  (tiny_weights: a fixture)
 
-from tinybert import ablation
+import train  # the repository root is on the module path (pyproject's pytest pythonpath)
 from tinybert.data import SAMPLE_DATA_DIR
-
-import train  # noqa: E402  (importable once test_train or tinybert.ablation has put the repository root on sys.path)
+from tools import ablation
 
 CONFIGS = ["baseline", "smart+pcgrad+cos"]  # the two ends of the table: no technique, all three
 

@@ -11,7 +11,7 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-from tinybert import BertModel, backend, convert, no_grad, ops, parallel
+from tinybert import BertModel, backend, convert, no_grad, ops
 from conftest import assert_close
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -60,24 +60,6 @@ def test_tiny_bert_matches_committed_reference():
     assert len(errors) == len(model.parameters())
     worst = max(errors, key=errors.get)
     assert errors[worst] <= GRADIENT_RTOL["float32"], f"gradient of {worst}: relative error {errors[worst]:.2e}"
-
-
-def test_evaluation_split_across_cores_equals_the_whole_batch(monkeypatch):
-    """With no graph to record, each core encodes its own rows (parallel.over_batch): every
-    layer's output must be the whole batch's."""
-    reference = load_file(FIXTURES / "tiny_bert_reference.safetensors")
-    inputs = reference["input_ids"], reference["attention_mask"], reference["token_type_ids"]
-    model = BertModel.from_pretrained(FIXTURES / "tiny_bert_hf", dtype="float64").eval()
-    whole = model(inputs[0], attention_mask=inputs[1], token_type_ids=inputs[2], output_hidden_states=True)
-    monkeypatch.setattr(parallel, "cores", lambda: 3)
-    split_sizes, over_batch = [], parallel.over_batch
-    monkeypatch.setattr(parallel, "over_batch", lambda function, size: split_sizes.append(size) or over_batch(function, size))
-    with no_grad():
-        split = model(inputs[0], attention_mask=inputs[1], token_type_ids=inputs[2], output_hidden_states=True)
-    assert split_sizes == [len(inputs[0])]
-    for i, (ours, expected) in enumerate(zip(split.hidden_states, whole.hidden_states, strict=True)):
-        assert_close(f"hidden_states[{i}]", ours.data, expected.data, atol=1e-12)
-    assert_close("pooler_output", split.pooler_output.data, whole.pooler_output.data, atol=1e-12)
 
 
 # ---------------------------------------------------------------- live against transformers

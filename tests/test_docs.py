@@ -267,10 +267,10 @@ def test_reported_commands_reproduce_the_committed_runs(document):
 
 
 def test_ablation_table_equals_the_committed_json():
-    """Chapter 12's ablation table is tinybert.ablation.markdown_table of the committed
+    """Chapter 12's ablation table is tools.ablation.markdown_table of the committed
     results.json of a complete `make ablation` (6 configurations x 3 seeds)."""
     import json
-    from tinybert import ablation
+    from tools import ablation
     results = json.loads((DOCS / "results" / "ablation" / "results.json").read_text(encoding="utf-8"))
     assert not results["missing"]
     assert sorted((r["config"], r["seed"]) for r in results["runs"]) == sorted(

@@ -1,10 +1,11 @@
-"""The float32 erf and normal CDF of tinybert/erf.py against SciPy's in float64, the GELU built on
+"""The float32 erf and normal CDF of tinybert/fast/erf.py against SciPy's in float64, the GELU built on
 them against its float64 self."""
 import numpy as np
 import pytest
 import scipy.special
 
-from tinybert import backend, erf, functional as F
+from tinybert import functional as F
+from tinybert.fast import erf, functional as fast_functional
 from tinybert.tensor import Tensor
 
 GRID = np.linspace(-12.0, 12.0, 600_001).astype(np.float32)   # past both clamps, through 0
@@ -41,9 +42,9 @@ def test_blocks_threads_and_strided_input_give_the_elementwise_result(shape):
     assert np.abs(out - expected).max() < 5e-7
 
 
-def test_backend_normal_cdf_is_exact_in_float64():
+def test_fast_normal_cdf_is_exact_in_float64():
     x = np.random.default_rng(1).standard_normal(1000) * 4
-    assert np.abs(backend.normal_cdf(x) - scipy.special.ndtr(x)).max() < 1e-15
+    assert np.abs(fast_functional.normal_cdf(x) - scipy.special.ndtr(x)).max() < 1e-15
 
 
 def test_float32_gelu_matches_float64_gelu():

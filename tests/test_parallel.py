@@ -1,11 +1,11 @@
-"""tinybert.parallel: blocks shared among the cores, the batch split of evaluation, and the
+"""tinybert.fast.parallel: blocks shared among the cores, the batch split of evaluation, and the
 BLAS thread setting it relies on."""
 import threading
 
 import numpy as np
 import pytest
 
-from tinybert import parallel
+from tinybert.fast import parallel
 
 
 @pytest.mark.parametrize("length,block", [(1, 4), (10, 3), (12, 4), (1000, 7), (5, 5)])
@@ -64,3 +64,25 @@ def test_blockwise_writes_every_value_once_and_takes_strided_arrays_whole():
     strided = np.zeros((100, 10), np.float32).T              # not C-contiguous: one call, whole
     parallel.blockwise(double, x, strided, block=64)
     assert sizes == [1000] and np.array_equal(strided, 2 * x)
+
+
+@pytest.mark.skipif(parallel._openblas() is None, reason="NumPy's BLAS is not OpenBLAS (checked above)")
+@pytest.mark.parametrize("stack", [1, 2, 5])
+def test_matmul_over_stack_equals_the_whole_product_on_single_threaded_blas(monkeypatch, stack):
+    monkeypatch.setattr(parallel, "cores", lambda: 3)
+    set_threads, get_threads = parallel._openblas()
+    threads_before = get_threads()
+    threads_inside, product = [], np.matmul
+
+    def recording_matmul(a, b, out=None):
+        threads_inside.append(get_threads())
+        return product(a, b, out=out)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((stack, 4, 6, 7), dtype=np.float32).transpose(0, 1, 3, 2)   # strided, (S, 4, 7, 6)
+    b = rng.standard_normal((stack, 4, 6, 5), dtype=np.float32)
+    monkeypatch.setattr(np, "matmul", recording_matmul)
+    out = parallel.matmul_over_stack(a, b)
+    monkeypatch.setattr(np, "matmul", product)
+    np.testing.assert_allclose(out, a @ b, rtol=1e-6)
+    assert len(threads_inside) == min(3, stack) if stack > 1 else threads_inside == []
+    assert all(count == 1 for count in threads_inside) and get_threads() == threads_before

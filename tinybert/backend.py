@@ -7,26 +7,28 @@ tinybert imports numpy or cupy for compute. Importing tinybert never imports CuP
 """
 import contextlib
 import copy
-import ctypes
-import math
 import os
 
 import numpy
 import scipy.special
 
-from . import erf as fast_erf
-
-xp = numpy                # the array namespace every op computes with
+xp = numpy                    # the array namespace every op computes with
 device = "cpu"
-_erf = scipy.special.erf  # GELU needs erf, which lives outside the array namespace
+erf = scipy.special.erf       # GELU needs erf, which lives outside the array namespace
 _rng = numpy.random.default_rng(0)
 
 
 def use_device(name):
-    """Compute on ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy) from now on."""
-    global xp, device, _erf, _rng
+    """Compute on ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy) from now on.
+
+    The random generator carries on: on the device it is on already it is kept, and a move
+    to the other device seeds that device's generator with a number drawn from it, so what
+    ``seed(s)`` draws stays a function of s."""
+    global xp, device, erf, _rng
+    if name == device:
+        return
     if name == "cpu":
-        xp, device, _erf = numpy, "cpu", scipy.special.erf
+        library, special = numpy, scipy.special
     elif name == "cuda":
         try:
             import cupy
@@ -34,27 +36,12 @@ def use_device(name):
             cupy.cuda.runtime.getDeviceCount()
         except Exception as error:  # ImportError, or CUDA present but no usable device
             raise RuntimeError(f"device 'cuda' asked for but CuPy cannot use a GPU here: {error}") from None
-        xp, device, _erf = cupy, "cuda", cupyx.scipy.special.erf
+        library, special = cupy, cupyx.scipy.special
     else:
         raise ValueError(f"unknown device {name!r}: expected 'cpu' or 'cuda'")
-    _rng = xp.random.default_rng(0)
-
-
-def normal_cdf(array):
-    """Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF, elementwise (GELU's gate),
-    on whichever device ``array`` lives.
-
-    float32 on the CPU goes to :func:`tinybert.erf.normal_cdf`, a vectorised approximation
-    (absolute error below 3e-7) in place of SciPy's scalar erf, about ten times slower
-    (``make bench`` prints both rates);
-    float64 (gradient checks) keeps SciPy's exact erf; CuPy arrays use CuPy's.
-    """
-    if xp is numpy and array.dtype == numpy.float32:
-        return fast_erf.normal_cdf(array)
-    cdf = _erf(array * (1.0 / math.sqrt(2.0)))
-    cdf += 1.0
-    cdf *= 0.5
-    return cdf
+    next_seed = int(_rng.integers(2 ** 62))
+    xp, device, erf = library, name, special.erf
+    _rng = xp.random.default_rng(next_seed)
 
 
 def seed(value):
@@ -95,24 +82,5 @@ def to_numpy(array):
     return array.get() if hasattr(array, "get") else numpy.asarray(array)
 
 
-def reuse_freed_memory():
-    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
-
-    Every activation of a BERT step is a fresh array of megabytes. By default glibc serves
-    such blocks with mmap and unmaps them when freed, so the next step touches brand-new
-    pages, a page fault every 4 KiB (``make bench`` counts them per training step).
-    With the mmap threshold at its largest (32 MiB) and trimming off (mallopt(3): a trim
-    threshold of -1), freed blocks go back to the heap and are reused; the peak memory is
-    unchanged. A no-op where the C library is not glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mmap_threshold, trim_threshold = -3, -1   # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD in malloc.h
-        libc.mallopt(mmap_threshold, 32 << 20)
-        libc.mallopt(trim_threshold, -1)
-    except (OSError, AttributeError):
-        pass
-
-
-reuse_freed_memory()
 if os.environ.get("TINYBERT_DEVICE", "cpu") != "cpu":
     use_device(os.environ["TINYBERT_DEVICE"])

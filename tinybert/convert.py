@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 
+import numpy
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
@@ -146,15 +147,17 @@ def _expected_shapes(config):
 
 
 class _on_cpu:
-    """Build throwaway models (for their shapes) with NumPy even when computing on a GPU."""
+    """Build throwaway models (for their shapes) with NumPy even when computing on a GPU, and
+    from a copy of the generator: afterwards device and generator are as they were, so
+    loading weights never changes what ``--seed`` draws."""
     def __enter__(self):
-        self.device = backend.device
-        if self.device != "cpu":
-            backend.use_device("cpu")
+        self.device, self.generator = backend.device, backend.rng()
+        backend.set_rng(backend.snapshot_rng())
+        backend.use_device("cpu")
 
     def __exit__(self, *exc):
-        if self.device != "cpu":
-            backend.use_device(self.device)
+        backend.use_device(self.device)
+        backend.set_rng(self.generator)
 
 
 def _copy_tokenizer(src, dst):
@@ -245,7 +248,7 @@ def load_tinybert(folder, model_class, dtype=None):
     else:
         tensors = hf_to_tinybert(tensors, config, path)
     if dtype is not None:
-        config.dtype = str(dtype)
+        config.dtype = numpy.dtype(dtype).name   # numpy.float32, "float32" or a dtype alike
     model = model_class(config)
     model.load_state_dict(tensors, source=path)
     return model

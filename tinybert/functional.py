@@ -11,7 +11,7 @@ Shapes: N rows (any leading axes), C classes or channels, V vocabulary, D embedd
 """
 import math
 
-from . import backend, ops, parallel
+from . import backend, ops, paths
 from .tensor import Tensor
 
 
@@ -20,6 +20,7 @@ def _last_axis_max(array):
 
 
 # ---------------------------------------------------------------- softmax family
+@paths.has_fast_kernel
 def softmax(x, mask=None):
     """y = softmax(x + mask) over the last axis; x: (..., C), mask additive, broadcastable
     (0 where allowed, a large negative number where masked).
@@ -28,17 +29,12 @@ def softmax(x, mask=None):
     dL/dx = y * (g - sum(g * y, last axis)).
     """
     xp = backend.xp
-    out = x.data + mask if mask is not None else x.data.copy()   # the scores, then y in place
-    out -= _last_axis_max(out)
-    xp.exp(out, out=out)
-    out /= out.sum(axis=-1, keepdims=True)
+    scores = x.data if mask is None else x.data + mask
+    exps = xp.exp(scores - _last_axis_max(scores))
+    out = exps / exps.sum(axis=-1, keepdims=True)
 
     def backward(grad):
-        grad_x = grad * out
-        row_sum = grad_x.sum(axis=-1, keepdims=True)
-        xp.subtract(grad, row_sum, out=grad_x)
-        grad_x *= out
-        return (grad_x,)
+        return (out * (grad - (grad * out).sum(axis=-1, keepdims=True)),)
     return Tensor.from_op(out, (x,), backward, "softmax")
 
 
@@ -58,6 +54,7 @@ def log_softmax(x, mask=None):
 
 
 # ---------------------------------------------------------------- normalisation, activation
+@paths.has_fast_kernel
 def layer_norm(x, weight, bias, eps=1e-12):
     """y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis; x: (..., C),
     weight and bias: (C,).
@@ -66,51 +63,35 @@ def layer_norm(x, weight, bias, eps=1e-12):
     dL/dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),
     dL/dweight = sum over rows of g * xhat,  dL/dbias = sum over rows of g.
     """
-    xp = backend.xp
-    normed = x.data - x.data.mean(axis=-1, keepdims=True)                 # centred
-    rstd = 1.0 / xp.sqrt((normed * normed).mean(axis=-1, keepdims=True) + eps)
-    normed *= rstd                                                       # xhat
+    C = x.shape[-1]
+    mean = x.data.mean(axis=-1, keepdims=True)
+    centred = x.data - mean
+    variance = (centred * centred).mean(axis=-1, keepdims=True)
+    rstd = 1.0 / backend.xp.sqrt(variance + eps)                       # 1 / standard deviation
+    xhat = centred * rstd
 
     def backward(grad):
-        scratch = grad * normed
-        C = grad.shape[-1]
-        grad_weight = scratch.reshape(-1, C).sum(axis=0)
+        grad_weight = (grad * xhat).reshape(-1, C).sum(axis=0)
         grad_bias = grad.reshape(-1, C).sum(axis=0)
-        grad_x = grad * weight.data                                      # dxhat
-        xp.multiply(grad_x, normed, out=scratch)
-        xp.multiply(normed, scratch.mean(axis=-1, keepdims=True), out=scratch)
-        grad_x -= grad_x.mean(axis=-1, keepdims=True)
-        grad_x -= scratch
-        grad_x *= rstd
+        dxhat = grad * weight.data
+        grad_x = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True)
+                         - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))
         return grad_x, grad_weight, grad_bias
-    out = normed * weight.data
-    out += bias.data
-    return Tensor.from_op(out, (x, weight, bias), backward, "layer_norm")
+    return Tensor.from_op(xhat * weight.data + bias.data, (x, weight, bias), backward, "layer_norm")
 
 
+@paths.has_fast_kernel
 def gelu(x):
     """y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), the exact GELU that BERT uses.
 
-    dL/dx = g * (Phi(x) + x * phi(x)),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
-    Phi(x) is kept for backward; the arithmetic is in place on freshly made arrays. In
-    float32 on the CPU, Phi comes from a rational approximation of erf good to 3e-7
-    (tinybert/erf.py), in float64 from SciPy's exact erf.
+    dL/dx = g * (Phi(x) + x * phi(x)),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi), the normal density.
     """
     xp = backend.xp
-    cdf = backend.normal_cdf(x.data)                             # Phi(x)
+    cdf = 0.5 * (1.0 + backend.erf(x.data * (1.0 / math.sqrt(2.0))))       # Phi(x)
 
     def backward(grad):
-        def chain(x, cdf, grad, out):                            # out = grad * (Phi(x) + x phi(x))
-            xp.multiply(x, x, out=out)
-            out *= -0.5
-            xp.exp(out, out=out)
-            out *= x
-            out *= 1.0 / math.sqrt(2.0 * math.pi)                # x phi(x)
-            out += cdf
-            out *= grad
-        grad_x = xp.empty(grad.shape, grad.dtype)
-        parallel.blockwise(chain, x.data, cdf, grad, grad_x)    # seven passes per block, in cache
-        return (grad_x,)
+        pdf = xp.exp(-0.5 * x.data * x.data) * (1.0 / math.sqrt(2.0 * math.pi))   # phi(x)
+        return (grad * (cdf + x.data * pdf),)
     return Tensor.from_op(x.data * cdf, (x,), backward, "gelu")
 
 

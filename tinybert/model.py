@@ -9,9 +9,8 @@ import json
 import math
 import os
 
-from . import backend, functional as F, ops, parallel
+from . import backend, functional as F, ops, paths
 from .nn import Dropout, Embedding, LayerNorm, Linear, Module
-from .tensor import is_grad_enabled
 
 
 class BertEmbeddings(Module):
@@ -144,7 +143,9 @@ class BertConfig:
 
 
 @dataclasses.dataclass
-class BertOutput:
+class EncoderOutput:
+    """What ``BertModel`` returns (transformers calls this record BaseModelOutputWithPooling;
+    its ``BertOutput`` is the feed-forward sub-layer, here part of ``EncoderLayer``)."""
     last_hidden_state: object            # Tensor (B, T, C)
     hidden_states: tuple = None          # embeddings output, then each layer's output
     pooler_output: object = None         # Tensor (B, C): tanh(W h[CLS] + b), or None
@@ -169,21 +170,18 @@ class BertModel(Module):
         embedded = self.embeddings(input_ids, backend.xp.asarray(token_type_ids))
         return self.encode(embedded, attention_mask, output_hidden_states)
 
+    @paths.has_fast_kernel
     def encode(self, embedded, attention_mask, output_hidden_states=False):
-        """Run the encoder layers on embedding-layer output (B, T, C). SMART perturbs
-        ``embedded`` and calls this directly. With no graph to record, on the CPU, each
-        core runs the layers on its own rows of the batch (``parallel.over_batch``)."""
-        additive_mask = self.additive_mask(attention_mask, embedded.dtype)
-        if is_grad_enabled() or backend.device != "cpu":
-            hidden_states = self.layer_outputs(embedded, additive_mask)
-        else:
-            parts = parallel.over_batch(lambda rows: self.layer_outputs(embedded[rows], additive_mask[rows]),
-                                        embedded.shape[0])
-            wanted = range(len(parts[0])) if output_hidden_states else [-1]
-            hidden_states = [ops.concatenate([part[i] for part in parts]) for i in wanted] if len(parts) > 1 else parts[0]
+        """Run the encoder layers on embedding-layer output (B, T, C), then the pooler. SMART
+        perturbs ``embedded`` and calls this directly."""
+        hidden_states = self.layer_outputs(embedded, self.additive_mask(attention_mask, embedded.dtype))
+        return self.pool(hidden_states, output_hidden_states)
+
+    def pool(self, hidden_states, output_hidden_states):
+        """The EncoderOutput of ``hidden_states`` (embeddings output, then each layer's)."""
         x = hidden_states[-1]
         pooled = ops.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
-        return BertOutput(x, tuple(hidden_states) if output_hidden_states else None, pooled)
+        return EncoderOutput(x, tuple(hidden_states) if output_hidden_states else None, pooled)
 
     def layer_outputs(self, x, additive_mask):
         """[x, the first layer's output, ..., the last layer's output]."""

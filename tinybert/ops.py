@@ -12,7 +12,7 @@ The fused neural-network ops (softmax, layer norm, GELU, losses...) are in
 """
 import itertools
 
-from . import backend
+from . import backend, paths
 from .tensor import Tensor
 
 
@@ -93,53 +93,20 @@ def div(a, b):
 
 
 # ---------------------------------------------------------------- matmul
+@paths.has_fast_kernel
 def matmul(a, b):
     """y = a @ b with NumPy's batched, broadcasting semantics; a: (..., n, k), b: (..., k, m).
 
     dL/da = g @ b^T,  dL/db = a^T @ g  (each summed over broadcast batch axes).
-    A 2-D b (a weight matrix) takes the fast path: the leading axes of a are folded into
-    rows, so the forward and dL/da are one (rows, k) @ (k, m) product and dL/db one
-    (k, rows) @ (rows, m), instead of a batch of small ones.
     """
     a, b = as_tensor(a), as_tensor(b)
     xp = backend.xp
-    fold = b.ndim == 2 and a.ndim > 2
 
     def backward(grad):
-        grad_a = grad_b = None
-        if a.requires_grad:
-            if fold:
-                grad_a = (grad.reshape(-1, grad.shape[-1]) @ b.data.T).reshape(a.shape)
-            else:
-                grad_a = unbroadcast(_product(grad, xp.swapaxes(b.data, -1, -2)), a.shape)
-        if b.requires_grad:
-            if b.ndim == 2 and a.ndim >= 2:
-                rows = a.data.reshape(-1, a.shape[-1])
-                grad_b = rows.T @ grad.reshape(-1, grad.shape[-1])
-            else:
-                grad_b = unbroadcast(_product(xp.swapaxes(a.data, -1, -2), grad), b.shape)
+        grad_a = unbroadcast(grad @ xp.swapaxes(b.data, -1, -2), a.shape) if a.requires_grad else None
+        grad_b = unbroadcast(xp.swapaxes(a.data, -1, -2) @ grad, b.shape) if b.requires_grad else None
         return grad_a, grad_b
-    if fold:
-        out = (a.data.reshape(-1, a.shape[-1]) @ b.data).reshape(a.shape[:-1] + b.shape[-1:])
-    else:
-        out = _product(a.data, b.data)
-    return Tensor.from_op(out, (a, b), backward, "matmul")
-
-
-def _product(a, b):
-    """a @ b for arrays, where a stack of matrices whose rows are not contiguous in memory
-    (a permuted or transposed view, as in attention) is first copied to row-major order,
-    if it is no larger than the product. NumPy hands a stack to BLAS one small matrix at a
-    time, and BLAS is several times slower on such strided matrices than one copy costs."""
-    xp = backend.xp
-    if a.ndim > 2 and b.ndim > 2:
-        k, n, m = a.shape[-1], a.shape[-2], b.shape[-1]
-        out_size = max(a.size // k * m, b.size // k * n)  # batch * n * m
-        if a.strides[-1] != a.itemsize and a.size <= out_size:
-            a = xp.ascontiguousarray(a)
-        if b.strides[-1] != b.itemsize and b.size <= out_size:
-            b = xp.ascontiguousarray(b)
-    return a @ b
+    return Tensor.from_op(a.data @ b.data, (a, b), backward, "matmul")
 
 
 # ---------------------------------------------------------------- reductions

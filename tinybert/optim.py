@@ -4,7 +4,7 @@ All three work on Tensors (parameters) whose ``.data`` and ``.grad`` are arrays 
 ``backend.xp``; updates happen in place on ``p.data`` and keep its dtype (float32 stays
 float32: every scalar below is a Python float, which NumPy and CuPy do not upcast).
 """
-from . import backend, parallel
+from . import backend, paths
 
 
 class AdamW:
@@ -51,35 +51,11 @@ class AdamW:
 
     def step(self):
         """One AdamW update of every parameter that has a gradient (formulas in the class
-        docstring), in torch's order of operations so results agree to float rounding."""
-        xp = backend.xp
+        docstring)."""
         self.step_count += 1
-        t = self.step_count
-        beta1, beta2 = self.betas
-        step_size = self.lr / (1.0 - beta1 ** t)               # lr / (1 - b1^t) folds in m^
-        bias_correction2_sqrt = (1.0 - beta2 ** t) ** 0.5      # sqrt(v^) = sqrt(v) / this
         for p, m, v, weight_decay in zip(self.params, self.exp_avg, self.exp_avg_sq, self.weight_decays):
-            if p.grad is None:
-                continue
-
-            def update(p, g, m, v):
-                if weight_decay != 0.0:
-                    p *= 1.0 - self.lr * weight_decay
-                # in place, through one scratch array a block (the word embedding is 12M floats)
-                scratch = xp.subtract(g, m)
-                scratch *= 1.0 - beta1
-                m += scratch                        # = b1 m + (1-b1) g, written as torch's lerp
-                v *= beta2
-                xp.multiply(g, 1.0 - beta2, out=scratch)
-                scratch *= g
-                v += scratch                        # += (1-b2) g^2
-                denominator = xp.sqrt(v, out=scratch)
-                denominator /= bias_correction2_sqrt
-                denominator += self.eps             # sqrt(v^) + eps
-                step = m * step_size
-                step /= denominator
-                p -= step                           # -= lr m^ / (sqrt(v^) + eps)
-            parallel.blockwise(update, p.data, p.grad, m, v)   # all passes on a block while it is in cache
+            if p.grad is not None:
+                adamw_update(p.data, p.grad, m, v, self.lr, weight_decay, self.betas, self.eps, self.step_count)
 
     def zero_grad(self):
         """Forget every gradient (set to None), so the next backward() starts from nothing."""
@@ -122,6 +98,24 @@ class AdamW:
         self.load_state_arrays(names, state["moments"], state["step"])
 
 
+@paths.has_fast_kernel
+def adamw_update(p, g, m, v, lr, weight_decay, betas, eps, t):
+    """Step t of AdamW on one parameter array ``p`` with gradient ``g`` and moments ``m``,
+    ``v`` (all the same shape), each updated in place:
+
+        p <- p * (1 - lr * wd);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
+        p <- p - lr * m^ / (sqrt(v^) + eps),  m^ = m / (1 - b1^t),  v^ = v / (1 - b2^t)
+    """
+    beta1, beta2 = betas
+    p *= 1.0 - lr * weight_decay
+    m += (1.0 - beta1) * (g - m)              # = b1 m + (1 - b1) g, written as torch's lerp
+    v *= beta2
+    v += (1.0 - beta2) * g * g
+    m_hat = m / (1.0 - beta1 ** t)
+    v_hat = v / (1.0 - beta2 ** t)
+    p -= lr * m_hat / (backend.xp.sqrt(v_hat) + eps)
+
+
 def linear_warmup_decay(step, total_steps, warmup_steps, peak_lr):
     """The learning rate for optimizer step ``step`` (0-based): a linear ramp up, then a
     linear ramp down, the same function as transformers' ``get_linear_schedule_with_warmup``.
@@ -157,7 +151,5 @@ def clip_grad_norm(params, max_norm):
     if scale < 1.0:
         for p in params:
             if p.grad is not None:
-                # a new array, not in place: two leaves' .grad can be the same array
-                # (add's backward hands one gradient to both inputs), which would scale twice
                 p.grad = p.grad * scale
     return total_norm

@@ -86,13 +86,17 @@ class Tensor:
                 raise RuntimeError(f"backward() needs a gradient for a non-scalar of shape {self.shape}")
             grad = backend.xp.ones_like(self.data)
         grads = {id(self): grad}  # gradients of interior nodes, dropped once used
+        given_out = {id(_memory_owner(grad))}  # arrays a leaf must not keep: the caller's seed, another leaf's
         for node in reversed(_topological_order(self)):
             node_grad = grads.pop(id(node), None)
             if node_grad is None:
                 continue
             if node._backward is None:  # a leaf
-                if not getattr(node_grad.flags, "writeable", True):  # e.g. a broadcast view from sum
-                    node_grad = node_grad.copy()
+                owner = _memory_owner(node_grad)
+                if id(owner) in given_out or not getattr(node_grad.flags, "writeable", True):
+                    node_grad = node_grad.copy()   # shared (add hands one array to both inputs) or a read-only view
+                    owner = node_grad
+                given_out.add(id(owner))
                 node.grad = node_grad if node.grad is None else node.grad + node_grad
                 continue
             for parent, parent_grad in zip(node._parents, node._backward(node_grad)):
@@ -123,6 +127,9 @@ class Tensor:
         return backend.to_numpy(self.data)
 
     def item(self):
+        """The value of a one-element tensor as a Python float."""
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor of one element; this one has shape {self.shape}")
         return float(self.data.reshape(-1)[0])
 
     def detach(self):
@@ -159,6 +166,11 @@ class Tensor:
     def sqrt(self): return ops.sqrt(self)
     def tanh(self): return ops.tanh(self)
     def sigmoid(self): return ops.sigmoid(self)
+
+
+def _memory_owner(array):
+    """The array that owns ``array``'s memory (itself, or the base of a view)."""
+    return array if array.base is None else array.base
 
 
 def _topological_order(root):

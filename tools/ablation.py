@@ -1,9 +1,10 @@
 """The ablation table of the report: every configuration, several seeds, mean ± std.
+Run from the repository root (``-m`` puts it on the module path, where train.py is):
 
-    python -m tinybert.ablation                                  # 6 configurations x 3 seeds, train.py's full recipe
-    python -m tinybert.ablation --configs baseline smart+pcgrad+cos --seeds 2
-    python -m tinybert.ablation --epochs 1 --steps_per_epoch 36 -- --data_dir ../shared/data --max_len 64 --no_test_predictions --para_batches_per_step 1   # make ablation
-    python -m tinybert.ablation --report-only                    # only (re)write the table from the finished runs
+    python -m tools.ablation                                  # 6 configurations x 3 seeds, train.py's full recipe
+    python -m tools.ablation --configs baseline smart+pcgrad+cos --seeds 2
+    python -m tools.ablation --epochs 1 --steps_per_epoch 36 -- --data_dir ../shared/data --max_len 64 --no_test_predictions --para_batches_per_step 1   # make ablation
+    python -m tools.ablation --report-only                    # only (re)write the table from the finished runs
     make ablation                                                # the CPU budget recipe below, on $(DATA_DIR)
 
 Configurations (``--configs``), each the train.py flags it adds to ``--task all``:
@@ -56,13 +57,9 @@ import statistics
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:  # train.py is a script at the repository root, not in the package
-    sys.path.insert(0, ROOT)
-
-import train  # noqa: E402
-from tinybert import io  # noqa: E402
-from tinybert.plot import read_metrics  # noqa: E402
+import train  # the training script at the repository root: run this as `python -m tools.ablation` from there
+from tinybert import io
+from tinybert.plot import read_metrics
 
 # name: train.py flags, in the report's order of adding techniques
 CONFIGS = {
@@ -274,7 +271,7 @@ def write_results(out, results):
     text = ["# Ablation", "",
             f"Dev scores (SST and QQP: accuracy; STS: Pearson r), mean ± sample std over seeds; "
             f"every run `python train.py --task all FLAGS --seed K` with {recipe or 'no finished run'}. "
-            f"Written by `python -m tinybert.ablation` from results.json; the report's numbers are "
+            f"Written by `python -m tools.ablation` from results.json; the report's numbers are "
             f"those of docs/12-results.md (its QQP data differ, see there). \"train min\" is the "
             f"mean training time of a run, evaluation not included.", "",
             markdown_table(results).rstrip("\n")]
@@ -287,7 +284,7 @@ def write_results(out, results):
 def parse_args(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     own, extra = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
-    p = argparse.ArgumentParser(prog="python -m tinybert.ablation", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m tools.ablation", description=__doc__.split("\n\n")[0],
                                 usage="%(prog)s [options] [-- train.py arguments]")
     p.add_argument("--out", default=os.path.join("runs", "ablation"), help="the ablation folder (default runs/ablation)")
     p.add_argument("--seeds", type=int, default=3, help="seeds 1..SEEDS per configuration (default 3)")

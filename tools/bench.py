@@ -1,9 +1,14 @@
 """Speed and memory of tinybert against PyTorch (transformers.BertModel), same weights, same inputs.
 
-    python -m tinybert.bench                 # the table (about two minutes on 2 cores)
-    python -m tinybert.bench --json          # one JSON object, ratios included
-    python -m tinybert.bench --quick         # 3 timed runs, 1 warm-up: a smoke test
-    python -m tinybert.bench --device cuda   # tinybert on CuPy (and torch on CUDA if it has one)
+    python -m tools.bench                 # the table (about two minutes on 2 cores)
+    python -m tools.bench --json          # one JSON object, ratios included
+    python -m tools.bench --quick         # 3 timed runs, 1 warm-up: a smoke test
+    python -m tools.bench --device cuda   # tinybert on CuPy (and torch on CUDA if it has one)
+
+Run from the repository root. The systems timed: tinybert on its fast path (tinybert.fast, the
+default), tinybert on its reference path alone (``tinybert-ref``, the fast path switched off with
+``tinybert.paths.fast_path(False)`` around each run) and PyTorch; ratios are tinybert / pytorch.
+The output names the machine: CPU model, NumPy's BLAS, load average at the start.
 
 Rows, at batch 32 and sequence lengths 64 and 128, on all-MiniLM-L6-v2:
   infer  forward in eval mode with no graph (tinybert.no_grad / torch.no_grad);
@@ -16,7 +21,7 @@ Times are the median of ``--repeats`` runs after warm-up (min and max beside it)
 alternate run by run so that drifts of the machine (clock, other load) hit both alike. GFLOP/s
 counts the matmul FLOPs of the model (forward; a training step counted as 3x forward) and is
 compared with NumPy's float32 matmul rate on 2048 x 2048 measured at start. PyTorch is only the
-reference here: nothing in tinybert/ outside this file imports torch.
+reference here: nothing in tinybert/ imports torch (this file lives in tools/ for that reason).
 """
 import argparse
 import json
@@ -71,7 +76,7 @@ def numpy_matmul_gflops(n=2048, repeats=5):
 def blas_spin_seconds(pause=0.3):
     """CPU seconds this process uses while its main thread sleeps ``pause`` s right after a
     NumPy matmul: OpenBLAS's idle worker threads busy-wait a while before they sleep, and
-    hold a core meanwhile (why tinybert.parallel splits evaluation by rows, see there)."""
+    hold a core meanwhile (why tinybert.fast.parallel splits evaluation by rows, see there)."""
     a = np.random.default_rng(0).standard_normal((512, 512), dtype=np.float32)
     a @ a
     start = time.process_time()
@@ -87,10 +92,10 @@ def _timed(fn):
 
 def erf_nanoseconds(size=32 * 128 * 1536, repeats=5):
     """ns per value of GELU's erf on a float32 array the size of MiniLM's FFN activations at
-    32x128: tinybert's (tinybert.erf), SciPy's and PyTorch's, best of ``repeats``."""
+    32x128: tinybert's (tinybert.fast.erf), SciPy's and PyTorch's, best of ``repeats``."""
     import scipy.special
     import torch
-    from tinybert import erf
+    from tinybert.fast import erf
     values = np.random.default_rng(0).standard_normal(size, dtype=np.float32) * 2
     as_torch = torch.from_numpy(values)
     functions = {"tinybert": lambda: erf.erf(values), "scipy": lambda: scipy.special.erf(values),
@@ -100,14 +105,15 @@ def erf_nanoseconds(size=32 * 128 * 1536, repeats=5):
 
 # ---------------------------------------------------------------- the two systems
 class TinyBert:
-    name = "tinybert"
+    """tinybert on its fast path (``fast=True``) or on the reference path alone."""
 
-    def __init__(self, weights, device="cpu"):
+    def __init__(self, weights, device="cpu", fast=True):
         import tinybert
-        from tinybert import backend, functional as F, nn, optim
+        from tinybert import backend, functional as F, nn, optim, paths
         if device != "cpu":
             backend.use_device(device)
-        self.tb, self.F, self.backend = tinybert, F, backend
+        self.name = "tinybert" if fast else "tinybert-ref"
+        self.tb, self.F, self.backend, self.paths, self.fast = tinybert, F, backend, paths, fast
         self.model = tinybert.BertModel.from_pretrained(weights)
         C = self.model.config.hidden_size
         self.head = nn.Linear(C, CLASSES)
@@ -117,17 +123,18 @@ class TinyBert:
 
     def infer(self, ids, mask, types):
         self.model.eval()
-        with self.tb.no_grad():
+        with self.tb.no_grad(), self.paths.fast_path(self.fast):
             out = self.model(ids, attention_mask=mask, token_type_ids=types)
         self.sync()
         return out.last_hidden_state.data
 
     def train_step(self, ids, mask, types, labels):
         self.model.train()
-        out = self.model(ids, attention_mask=mask, token_type_ids=types)
-        loss = self.F.cross_entropy(self.head(out.pooler_output), labels)
-        loss.backward()
-        self.optimizer.step()
+        with self.paths.fast_path(self.fast):
+            out = self.model(ids, attention_mask=mask, token_type_ids=types)
+            loss = self.F.cross_entropy(self.head(out.pooler_output), labels)
+            loss.backward()
+            self.optimizer.step()
         self.optimizer.zero_grad()
         self.sync()
         return loss.item()
@@ -213,7 +220,7 @@ def memory_child(system_name, T, weights, device, warmup, steps):
     """Run in a fresh process: import one system, load the weights, warm up, train; print
     the resident memory after imports and loading, and the peak (ru_maxrss) at the end, in MiB,
     and the minor page faults per training step after warm-up (memory handed back to the OS
-    and touched again: see tinybert.backend.reuse_freed_memory)."""
+    and touched again: see tinybert.fast.memory)."""
     system = SYSTEMS[system_name](weights, device)
     after_load = _current_rss_mib()
     config = json.load(open(os.path.join(weights, "config.json")))
@@ -242,13 +249,54 @@ def _current_rss_mib():
 
 
 def measure_memory(system_name, T, weights, device, warmup, steps):
-    command = [sys.executable, "-m", "tinybert.bench", "--memory-child", system_name, "--lengths", str(T),
+    command = [sys.executable, "-m", "tools.bench", "--memory-child", system_name, "--lengths", str(T),
                "--weights", weights, "--device", device, "--warmup", str(warmup), "--repeats", str(steps)]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------- main
+def cpu_model():
+    """The processor's name from /proc/cpuinfo (Linux), else what the platform module knows."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+        return platform.processor() or platform.machine()
+
+
+def numpy_blas():
+    """The BLAS NumPy was built with, as numpy.show_config reports it: name, version and the
+    CPU kernels it was configured for (e.g. "scipy-openblas 0.3.27 (DYNAMIC_ARCH ... Haswell)")."""
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    except (TypeError, KeyError):   # NumPy < 1.25 prints its configuration only
+        return "unknown (NumPy < 1.25)"
+    built = f"{blas.get('name')} {blas.get('version')} ({blas.get('openblas configuration', '').strip()})"
+    return built + f", kernels chosen at run time: {openblas_core()}"
+
+
+def openblas_core():
+    """The CPU kernels a DYNAMIC_ARCH OpenBLAS picked for this machine (openblas_get_corename:
+    "Haswell", "SkylakeX", "Zen"...), from the OpenBLAS library mapped into this process."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line},
+                           key=lambda p: "numpy" not in p)
+    except OSError:   # not Linux
+        paths = []
+    for path in paths:
+        library = ctypes.CDLL(path)
+        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
+            if hasattr(library, name):
+                function = getattr(library, name)
+                function.restype = ctypes.c_char_p
+                return function().decode()
+    return "unknown (not OpenBLAS)"
+
+
 def cuda_unavailable_reason():
     try:
         import cupy
@@ -281,7 +329,7 @@ def main(argv=None):
     config = json.load(open(os.path.join(args.weights, "config.json")))
     rows, memory_rows = [], []
     result = {"device": args.device, "cores": os.cpu_count(), "batch": BATCH, "repeats": args.repeats,
-              "load_average": os.getloadavg()[0]}
+              "load_average": os.getloadavg()[0], "cpu": cpu_model(), "numpy_blas": numpy_blas()}
     # memory first, while this process is small: a child's ru_maxrss starts from the size of
     # the process it was forked from (Linux keeps the high-water mark across exec)
     if not args.no_memory and args.device == "cpu":
@@ -304,7 +352,8 @@ def main(argv=None):
     if args.device == "cpu":
         for name, ns in erf_nanoseconds().items():
             result[f"erf_ns_per_value_{name}"] = round(ns, 2)
-    systems = [TinyBert(args.weights, args.device), TorchBert(args.weights, _torch_device(args.device))]
+    systems = [TinyBert(args.weights, args.device), TinyBert(args.weights, args.device, fast=False),
+               TorchBert(args.weights, _torch_device(args.device))]
     for T in args.lengths:
         ids, mask, types, labels = make_inputs(T, config["vocab_size"])
         flops = model_flops(config, T)
@@ -312,18 +361,20 @@ def main(argv=None):
                                 ("train", lambda s: s.train_step(ids, mask, types, labels), 3 * flops)):
             times = time_interleaved(systems, run, args.warmup, args.repeats)
             medians = {name: statistics.median(t) for name, t in times.items()}
-            ratio = medians["tinybert"] / medians["pytorch"]
-            result[f"{kind}_ratio_T{T}"] = round(ratio, 3)
+            ratios = {name: medians[name] / medians["pytorch"] for name in medians}
+            result[f"{kind}_ratio_T{T}"] = round(ratios["tinybert"], 3)
+            result[f"{kind}_ratio_reference_T{T}"] = round(ratios["tinybert-ref"], 3)
             for name, t in times.items():
                 result[f"{kind}_{name}_T{T}_s"] = round(medians[name], 4)
                 rows.append((f"{kind} 32x{T}", name, f"{medians[name] * 1e3:8.1f}", f"{min(t) * 1e3:8.1f}",
                              f"{max(t) * 1e3:8.1f}", f"{work / medians[name] / 1e9:7.1f}",
                              f"{work / medians[name] / 1e9 / matmul_rate:6.0%}",
-                             f"{ratio:5.2f}" if name == "tinybert" else ""))
+                             f"{ratios[name]:5.2f}" if name != "pytorch" else ""))
     rows += memory_rows
     if args.json:
         print(json.dumps(result))
         return
+    print(f"CPU: {result['cpu']}; NumPy's BLAS: {result['numpy_blas']}")
     print(f"load average at start {result['load_average']:.2f} (other processes share these cores)")
     print(f"{os.cpu_count()} cores, NumPy float32 matmul 2048^3: {matmul_rate:.1f} GFLOP/s; "
           f"median of {args.repeats} runs after {args.warmup} warm-up; ratio = tinybert / pytorch")
@@ -339,7 +390,7 @@ def main(argv=None):
         print("minor page faults per training step: " + "; ".join(faults))
     print("time rows: median, min, max in ms; mem rows: peak, after imports+load, growth in MiB (ratio of peaks)")
     header = ("row", "system", "median", "min", "max", "GFLOP/s", "of mm", "ratio")
-    widths = (12, 9, 8, 8, 8, 7, 6, 5)
+    widths = (12, 12, 8, 8, 8, 7, 6, 5)
     print("  ".join(h.rjust(w) if i > 1 else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths))))
     for row in rows:
         print("  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
