@@ -271,7 +271,7 @@ def default_steps_per_epoch(streams, batches_per_step):
 
 # ---------------------------------------------------------------- evaluation
 def predict(model, task, examples, tokenizer, args):
-    """(ids, predictions, head outputs) over a dataset, in eval mode, without a graph."""
+    """(ids, predictions) over a dataset, in eval mode, without a graph."""
     model.eval()
     ids, predictions = [], []
     with no_grad():

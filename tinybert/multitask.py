@@ -65,8 +65,7 @@ class MultitaskBert(Module):
     def head_output(self, batch, embedded):
         """The task's prediction from embedding outputs: sst (B, 5) logits, para (B,) logits,
         sts (B,) similarity (a cosine in [-1, 1] with cos, else a 0-5 regression)."""
-        pooled = [F.masked_mean(self.bert.encode(x, s["attention_mask"]).last_hidden_state, s["attention_mask"])
-                  for x, s in zip(embedded, batch.segments)]                      # [(B, C), ...]
+        pooled = [self.mean_pooled(x, s) for x, s in zip(embedded, batch.segments)]   # [(B, C), ...]
         if batch.task == "sst":
             return self.sentiment_head(self.dropout(pooled[0]))
         if batch.task == "para":
@@ -74,6 +73,12 @@ class MultitaskBert(Module):
         if self.cos:
             return F.cosine_similarity(pooled[0], pooled[1])
         return self.similarity_head(self.dropout(pooled[0])).reshape(-1)
+
+    def mean_pooled(self, embedded, segment):
+        """A segment's sentence embeddings (B, C): the encoder's last hidden states averaged
+        over the real tokens (what the heads read, and what --cos compares)."""
+        return F.masked_mean(self.bert.encode(embedded, segment["attention_mask"]).last_hidden_state,
+                             segment["attention_mask"])
 
     def forward(self, batch):
         return self.head_output(batch, self.embed(batch))

@@ -24,6 +24,7 @@ import os
 import sys
 
 import numpy as np
+
 from . import io
 from .convert import _load_safetensors
 from .data import PairExample, SentenceExample, make_batches
@@ -116,8 +117,8 @@ class TrainedModel:
 
     def sentiment(self, sentences):
         """(classes (N,), probabilities (N, 5)) for a list of sentences."""
-        outputs = self._outputs("sst", [SentenceExample(str(i), s, None) for i, s in enumerate(sentences)])
-        logits = np.concatenate([o.numpy() for o in outputs]).astype(np.float64)
+        outputs = self._outputs("sst", _sentences(sentences))
+        logits = np.concatenate([o.numpy() for o in outputs]).astype(np.float64)  # float64: probabilities sum to 1
         probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
         probabilities /= probabilities.sum(axis=1, keepdims=True)
         return probabilities.argmax(axis=1), probabilities
@@ -136,14 +137,16 @@ class TrainedModel:
     def embed(self, sentences):
         """Mean-pooled sentence embeddings (N, C): what the --cos similarity compares, and
         what a sentence-transformers export computes."""
-        from . import functional as F
         embeddings = []
         with no_grad():
-            for start in range(0, len(sentences), 64):
-                tokens = self.tokenizer.encode(sentences[start:start + 64], max_length=self.settings["max_len"])
-                hidden = self.model.bert(tokens["input_ids"], tokens["attention_mask"], tokens["token_type_ids"])
-                embeddings.append(F.masked_mean(hidden.last_hidden_state, tokens["attention_mask"]).numpy())
+            for chunk in make_batches(_sentences(sentences), 64, sort_by_length=False):
+                batch = encode_batch("sst", chunk, self.tokenizer, self.settings["max_len"], self.settings["cos"])
+                embeddings.append(self.model.mean_pooled(self.model.embed(batch)[0], batch.segments[0]).numpy())
         return np.concatenate(embeddings)
+
+
+def _sentences(sentences):
+    return [SentenceExample(str(i), sentence, None) for i, sentence in enumerate(sentences)]
 
 
 def _pairs(first, second):
