@@ -322,13 +322,18 @@ def task_step(model, batch, args, smart_config, proximal):
     loss = model.loss(batch, output)
     logged = {f"loss_{batch.task}": loss.item()}
     total = loss
-    if smart_config is not None:
+    # A term whose weight is 0 is not computed at all (not logged either): the ablation's
+    # "R_s only" and "Bregman only" rows then cost only what they use.
+    if smart_config is not None and smart_config.lambda_s > 0:
         stats = {}
         smoothness = smoothness_loss(model, batch, embedded, output, smart_config, encoder_rng, stats)
-        bregman = proximal.bregman_loss(model, batch, output, whole_forward_rng)
-        total = total + smoothness * smart_config.lambda_s + bregman * smart_config.mu
-        logged.update({f"smart_{batch.task}": smoothness.item(), f"bregman_{batch.task}": bregman.item()})
+        total = total + smoothness * smart_config.lambda_s
+        logged[f"smart_{batch.task}"] = smoothness.item()
         logged.update({f"{key}_{batch.task}": value for key, value in stats.items()})
+    if smart_config is not None and smart_config.mu > 0:
+        bregman = proximal.bregman_loss(model, batch, output, whole_forward_rng)
+        total = total + bregman * smart_config.mu
+        logged[f"bregman_{batch.task}"] = bregman.item()
     return total, logged
 
 

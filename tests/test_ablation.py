@@ -171,15 +171,59 @@ def test_unknown_configuration_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as error:
         ablation.main(["--out", str(tmp_path), "--configs", "baseline", "smart+cosine"])
     assert str(error.value.code) == ("ablation: unknown configuration 'smart+cosine'; known: baseline, smart, "
-                                     "pcgrad, cos, smart+pcgrad, smart+pcgrad+cos")
+                                     "pcgrad, cos, smart+pcgrad, pcgrad+cos, smart+pcgrad+cos, rs+pcgrad+cos, "
+                                     "bregman+pcgrad+cos, pcgrad+cos@3x")
     assert calls == [] and not os.listdir(tmp_path)
 
 
 @pytest.mark.parametrize("extra,named", [(["--seed", "5"], "--seed"), (["--smart"], "--smart"),
-                                         (["--epochs", "2"], "--epochs"), (["--ou", "x"], "--out")])
+                                         (["--epochs", "2"], "--epochs"), (["--ou", "x"], "--out"),
+                                         (["--smart_mu", "0"], "--smart_mu")])
 def test_train_arguments_the_ablation_sets_are_refused(tmp_path, monkeypatch, extra, named):
     calls = recording_train(monkeypatch)
     with pytest.raises(SystemExit) as error:
         ablation.main(["--out", str(tmp_path), "--", *extra])
     assert f"the ablation sets {named} itself" in str(error.value.code)
     assert calls == []
+
+
+def test_compare_pairs_the_differences_by_seed():
+    # with = without + 0.02 on every seed, while the seeds themselves differ by 0.2: paired, the
+    # difference has no spread and is told from it; unpaired (difference of the means, spread of
+    # the rows) it would be lost in the rows' spread of 0.2
+    runs = {"cos": [(0.3, 0.3, 0.3, 100.0), (0.5, 0.5, 0.5, 100.0), (0.7, 0.7, 0.7, 100.0)],
+            "baseline": [(0.28, 0.31, 0.28, 50.0), (0.48, 0.52, 0.48, 50.0), (0.68, 0.73, 0.68, 50.0)]}
+    (row,) = ablation.compare(hand_made(runs))
+    assert (row["technique"], row["with"], row["without"], row["seeds"]) == ("Cosine", "cos", "baseline", 3)
+    assert row["sst"] == pytest.approx(0.02) and row["sst_std"] == pytest.approx(0.0, abs=1e-12)
+    assert row["sst_exceeds_spread"]
+    # para: differences -0.01, -0.02, -0.03 (sign: with minus without): mean -0.02, std 0.01,
+    # 95 % half-width t(0.975, 2) * 0.01 / sqrt(3) = 4.3027 * 0.005774 = 0.02484 > 0.02: not told
+    assert row["para"] == pytest.approx(-0.02) and row["para_std"] == pytest.approx(0.01)
+    assert row["para_half_width"] == pytest.approx(4.302653 * 0.01 / 3 ** 0.5, rel=1e-6)
+    assert not row["para_exceeds_spread"]
+    assert row["time_ratio"] == pytest.approx(2.0)
+    line = ablation.comparison_table(hand_made(runs)).splitlines()[2]
+    assert line == "| Cosine | +Cosine | Baseline | 3 | **+0.020 ± 0.000** | -0.020 ± 0.025 | **+0.020 ± 0.000** | 2.00 |"
+
+
+def test_compare_uses_only_the_seeds_both_rows_have():
+    runs = {"smart+pcgrad+cos": [(0.5, 0.7, 0.85, 300.0), (0.52, 0.71, 0.86, 310.0), (0.9, 0.9, 0.9, 320.0)],
+            "pcgrad+cos": [(0.49, 0.69, 0.84, 100.0), (0.50, 0.70, 0.85, 110.0)],
+            "pcgrad+cos@3x": [(0.51, 0.72, 0.86, 290.0)]}
+    rows = ablation.compare(hand_made(runs))
+    assert [row["technique"] for row in rows] == ["SMART, with GS + Cosine"]  # the @3x row has one seed only
+    (row,) = rows
+    assert row["seeds"] == 2 and row["sst"] == pytest.approx((0.01 + 0.02) / 2)   # seed 3 left out
+    assert row["time_ratio"] == pytest.approx(305.0 / 105.0)
+
+
+def test_the_steps_factor_row_trains_longer_on_the_same_recipe(tiny_weights):  # noqa: F811
+    argv = ablation.run_arguments("pcgrad+cos@3x", 2, "out/x", 1, 60, extra_arguments(tiny_weights))
+    args = train.parse_args(argv)
+    assert (args.steps_per_epoch, args.pcgrad, args.cos, args.smart, args.seed) == (180, True, True, False, 2)
+    with pytest.raises(ValueError, match="give --steps_per_epoch"):
+        ablation.run_arguments("pcgrad+cos@3x", 1, "out/x")
+    for config, flag, value in (("rs+pcgrad+cos", "smart_mu", 0.0), ("bregman+pcgrad+cos", "smart_lambda_s", 0.0)):
+        args = train.parse_args(ablation.run_arguments(config, 1, "out/x", 1, 60))
+        assert args.smart and args.pcgrad and args.cos and getattr(args, flag) == value

@@ -285,6 +285,36 @@ def test_train_step_logs_a_zero_bregman_term_at_the_start_with_dropout_on(task, 
     assert logged[f"bregman_{task}"] == 0.0 and logged[f"smart_{task}"] > 0.0
 
 
+@pytest.mark.parametrize("weights,computed", [((0.0, 1.0), "bregman"), ((1.0, 0.0), "smart")])
+def test_a_term_with_weight_zero_is_not_computed(weights, computed, monkeypatch):
+    # The ablation's "Bregman only" (lambda_s = 0) and "R_s only" (mu = 0) rows: the dropped
+    # term costs nothing, and the loss is the task loss plus the kept term alone.
+    import train
+    task, cos = "sst", False
+    lambda_s, mu = weights
+    config = SmartConfig(variant="paper", sigma=1e-3, epsilon=1e-2, lambda_s=lambda_s, mu=mu)
+    model, batch = dropout_model(cos), batch_for(task, cos)
+    batch.labels = np.array([0, 3, 4])
+    proximal = ProximalPoint(model, config.beta)
+    for p in model.parameters():   # move theta off the average, so that D_Breg is not 0
+        p.data = p.data + 0.05
+    backend.seed(0)
+    both, logged_both = train.task_step(model, batch, None, dataclasses.replace(config, lambda_s=1.0, mu=1.0), proximal)
+    kept = {"smart": logged_both[f"smart_{task}"], "bregman": logged_both[f"bregman_{task}"]}[computed]
+    assert kept > 0.0
+    dropped = {"smart": "bregman", "bregman": "smart"}[computed]
+    tripwire = {"smart": (ProximalPoint, "bregman_loss"), "bregman": (train, "smoothness_loss")}[computed]
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError(f"the {dropped} term was computed with weight 0")
+    monkeypatch.setattr(*tripwire, must_not_run)
+    backend.seed(0)
+    total, logged = train.task_step(model, batch, None, config, proximal)
+    assert f"{dropped}_{task}" not in logged
+    assert logged[f"{computed}_{task}"] == pytest.approx(kept, rel=1e-12)
+    assert total.item() == pytest.approx(logged[f"loss_{task}"] + kept, rel=1e-12)
+
+
 def test_beta_is_0_99_for_the_first_tenth_of_the_updates_then_0_999():
     config = SmartConfig()
     assert [config.beta_at(update, 100) for update in (0, 9, 10, 99)] == [0.99, 0.99, 0.999, 0.999]

@@ -98,7 +98,7 @@ def plot_run(run_dir, out=None, window=None, dpi=100):
         panels.append(("each task's encoder-gradient norm (before PCGrad)",
                        lambda ax: _lines(ax, steps, norm_keys, window)))
     for task in TASKS:
-        if keys_with_prefix(steps, f"smart_{task}"):
+        if keys_with_prefix(steps, f"smart_{task}") or keys_with_prefix(steps, f"bregman_{task}"):
             keys = [f"loss_{task}", f"smart_{task}", f"bregman_{task}"]
             panels.append((f"{task}: loss, SMART's R_s (smart_) and D_Breg (bregman_)",
                            lambda ax, keys=keys: _lines(ax, steps, keys, 1, log_scale=True)))

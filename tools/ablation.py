@@ -1,26 +1,33 @@
 """The ablation table of the report: every configuration, several seeds, mean ± std.
 Run from the repository root (``-m`` puts it on the module path, where train.py is):
 
-    python -m tools.ablation                                  # 6 configurations x 3 seeds, train.py's full recipe
-    python -m tools.ablation --configs baseline smart+pcgrad+cos --seeds 2
-    python -m tools.ablation --epochs 1 --steps_per_epoch 36 -- --data_dir ../shared/data --max_len 64 --no_test_predictions --para_batches_per_step 1   # make ablation
-    python -m tools.ablation --report-only                    # only (re)write the table from the finished runs
+    python -m tools.ablation --epochs 1 --steps_per_epoch 60 -- --data_dir ../shared/data --max_len 64   # train.py's recipe, shortened
+    python -m tools.ablation --configs baseline smart+pcgrad+cos --seeds 2 --steps_per_epoch 60
+    python -m tools.ablation --report-only                    # only (re)write the tables from the finished runs
     make ablation                                                # the CPU budget recipe below, on $(DATA_DIR)
 
-Configurations (``--configs``), each the train.py flags it adds to ``--task all``:
+Configurations (``--configs``, default all), each the train.py flags it adds to ``--task all``:
 
-    baseline           (none)              the report's "Baseline"
-    smart              --smart             the report's "SMART"
-    pcgrad             --pcgrad
-    cos                --cos
-    smart+pcgrad       --smart --pcgrad    the report's "SMART + Gradient Surgery"
-    smart+pcgrad+cos   --smart --pcgrad --cos   the report's "SMART + GS + Cosine"
+    baseline             (none)                       the report's "Baseline"
+    smart                --smart                      the report's "SMART"
+    pcgrad               --pcgrad
+    cos                  --cos
+    smart+pcgrad         --smart --pcgrad             the report's "SMART + Gradient Surgery"
+    pcgrad+cos           --pcgrad --cos               the full recipe without SMART
+    smart+pcgrad+cos     --smart --pcgrad --cos       the report's "SMART + GS + Cosine", train.py's recipe
+    rs+pcgrad+cos        ... --smart_mu 0             SMART's smoothness term R_s alone
+    bregman+pcgrad+cos   ... --smart_lambda_s 0       SMART's Bregman proximal point term alone
+    pcgrad+cos@3x        --pcgrad --cos, 3x --steps_per_epoch   about the minutes of a SMART run
+
+``compare`` (the second table of results.md) pairs the runs by seed to say what each
+technique adds (COMPARISONS) and whether that can be told from the seed-to-seed spread.
 
 Seed k (1..``--seeds``) is ``--seed k``; its run folder is OUT/CONFIG/seedK, a normal train.py
 run folder. The runs go seed by seed (every configuration with seed 1, then seed 2, ...), so an
 ablation stopped half-way already has a complete one-seed table. Arguments after ``--`` go to
 every run's train.py unchanged; those the ablation sets itself (--task, --pcgrad, --smart,
---cos, --seed, --out, --resume, --epochs, --steps_per_epoch) are refused there.
+--cos, --seed, --out, --resume, --epochs, --steps_per_epoch, --smart_mu, --smart_lambda_s) are
+refused there.
 
 Resumable: a run with a dev_metrics.json is finished and skipped; a run with
 last/checkpoint.safetensors but no dev_metrics.json is continued with --resume (train.py's
@@ -52,26 +59,55 @@ and saves little; it bounds the cost of the few long batches.
 """
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
 import time
 
+from scipy import stats
+
 import train  # the training script at the repository root: run this as `python -m tools.ablation` from there
 from tinybert import io
 from tinybert.plot import read_metrics
 
-# name: train.py flags, in the report's order of adding techniques
+# name: train.py flags, in the report's order of adding techniques, then the rows that take the
+# full recipe apart: without SMART, SMART's two terms one at a time, and the steps SMART's
+# minutes would buy without it
 CONFIGS = {
     "baseline": [],
     "smart": ["--smart"],
     "pcgrad": ["--pcgrad"],
     "cos": ["--cos"],
     "smart+pcgrad": ["--smart", "--pcgrad"],
+    "pcgrad+cos": ["--pcgrad", "--cos"],
     "smart+pcgrad+cos": ["--smart", "--pcgrad", "--cos"],
+    "rs+pcgrad+cos": ["--smart", "--smart_mu", "0", "--pcgrad", "--cos"],
+    "bregman+pcgrad+cos": ["--smart", "--smart_lambda_s", "0", "--pcgrad", "--cos"],
+    "pcgrad+cos@3x": ["--pcgrad", "--cos"],
 }
 LABELS = {"baseline": "Baseline", "smart": "+SMART", "pcgrad": "+Gradient Surgery", "cos": "+Cosine",
-          "smart+pcgrad": "SMART + Gradient Surgery", "smart+pcgrad+cos": "SMART + GS + Cosine"}
+          "smart+pcgrad": "SMART + Gradient Surgery", "pcgrad+cos": "GS + Cosine",
+          "smart+pcgrad+cos": "SMART + GS + Cosine", "rs+pcgrad+cos": "SMART's R_s only + GS + Cosine",
+          "bregman+pcgrad+cos": "SMART's Bregman only + GS + Cosine",
+          "pcgrad+cos@3x": "GS + Cosine, 3x the steps"}
+# A configuration trained for this many times the ablation's steps per epoch: "pcgrad+cos@3x"
+# has about the minutes of a SMART run (a SMART step costs about 3 plain ones), so that
+# SMART can be compared with what its time buys otherwise.
+STEPS_FACTOR = {"pcgrad+cos@3x": 3}
+# What each technique adds, as (technique, configuration with it, the same without it): the
+# differences are paired by seed (``compare``).
+COMPARISONS = [
+    ("SMART", "smart", "baseline"),
+    ("Gradient Surgery", "pcgrad", "baseline"),
+    ("Cosine", "cos", "baseline"),
+    ("SMART, with GS", "smart+pcgrad", "pcgrad"),
+    ("Gradient Surgery, with Cosine", "pcgrad+cos", "cos"),
+    ("SMART, with GS + Cosine", "smart+pcgrad+cos", "pcgrad+cos"),
+    ("SMART's R_s alone, with GS + Cosine", "rs+pcgrad+cos", "pcgrad+cos"),
+    ("SMART's Bregman term alone, with GS + Cosine", "bregman+pcgrad+cos", "pcgrad+cos"),
+    ("SMART against 3x the steps (equal minutes)", "smart+pcgrad+cos", "pcgrad+cos@3x"),
+]
 # The report's dev scores (docs/12-results.md), for the configurations it has.
 REPORT = {"baseline": {"sst": 0.306, "para": 0.347, "sts": 0.054},
           "smart": {"sst": 0.306, "para": 0.347, "sts": 0.054},
@@ -79,7 +115,8 @@ REPORT = {"baseline": {"sst": 0.306, "para": 0.347, "sts": 0.054},
           "smart+pcgrad+cos": {"sst": 0.328, "para": 0.616, "sts": 0.440}}
 METRICS = ("sst", "para", "sts")
 # train.py settings the ablation sets per run; refused among the extra arguments
-CONTROLLED = ("task", "pcgrad", "smart", "cos", "seed", "out", "resume", "epochs", "steps_per_epoch")
+CONTROLLED = ("task", "pcgrad", "smart", "cos", "seed", "out", "resume", "epochs", "steps_per_epoch",
+              "smart_mu", "smart_lambda_s")
 # settings every run of one table must share, recorded in results.json
 RECIPE = ("epochs", "steps_per_epoch", "batch_size", "max_len", "lr")
 
@@ -112,6 +149,11 @@ def run_arguments(config, seed, folder, epochs=None, steps_per_epoch=None, extra
     argv = ["--task", "all", *CONFIGS[config], "--seed", str(seed), "--out", folder]
     if epochs is not None:
         argv += ["--epochs", str(epochs)]
+    if config in STEPS_FACTOR:
+        if steps_per_epoch is None:
+            raise ValueError(f"{config} trains {STEPS_FACTOR[config]}x the steps of the other rows: give "
+                             f"--steps_per_epoch, or leave {config} out of --configs")
+        steps_per_epoch *= STEPS_FACTOR[config]
     if steps_per_epoch is not None:
         argv += ["--steps_per_epoch", str(steps_per_epoch)]
     return argv + list(extra)
@@ -161,6 +203,8 @@ def read_recipe(out, runs):
         with open(path, encoding="utf-8") as f:
             recorded = json.load(f)
         settings = {key: recorded.get(key) for key in RECIPE}
+        if settings["steps_per_epoch"] is not None:  # a STEPS_FACTOR row shares the others' recipe
+            settings["steps_per_epoch"] //= STEPS_FACTOR.get(run["config"], 1)
         if first is None:
             recipe, first = settings, run["run"]
         elif settings != recipe:
@@ -249,6 +293,51 @@ def markdown_table(results):
     return "\n".join(lines) + "\n"
 
 
+def compare(results, confidence=0.95):
+    """One row per COMPARISONS entry whose two configurations share at least two seeds. The
+    differences are paired by seed, d_k = score(with, seed k) - score(without, seed k), so that
+    what a seed fixes (head initialisation, data order) cancels. For each metric: the mean and
+    sample std of the d_k, the half-width of the mean's confidence interval (Student's t with
+    n - 1 degrees of freedom: t * std / sqrt(n)), and ``METRIC_exceeds_spread``, whether that
+    interval leaves 0 out. ``time_ratio``: the with-configuration's mean training seconds over
+    the without-configuration's, on the same seeds (None where a run has no time)."""
+    by_run = {(run["config"], run["seed"]): run for run in results["runs"]}
+    rows = []
+    for technique, with_config, without_config in COMPARISONS:
+        seeds = sorted(seed for config, seed in by_run if config == with_config and (without_config, seed) in by_run)
+        if len(seeds) < 2:
+            continue
+        t_quantile = stats.t.ppf(0.5 + confidence / 2, len(seeds) - 1)
+        row = {"technique": technique, "with": with_config, "without": without_config, "seeds": len(seeds)}
+        for metric in METRICS:
+            differences = [by_run[with_config, seed][metric] - by_run[without_config, seed][metric] for seed in seeds]
+            mean, std = statistics.mean(differences), statistics.stdev(differences)
+            half_width = t_quantile * std / math.sqrt(len(seeds))
+            row.update({metric: mean, f"{metric}_std": std, f"{metric}_half_width": half_width,
+                        f"{metric}_exceeds_spread": abs(mean) > half_width})
+        seconds = [(by_run[with_config, seed].get("seconds"), by_run[without_config, seed].get("seconds")) for seed in seeds]
+        row["time_ratio"] = (None if any(None in pair for pair in seconds)
+                             else statistics.mean(w for w, _ in seconds) / statistics.mean(o for _, o in seconds))
+        rows.append(row)
+    return rows
+
+
+def comparison_table(results):
+    """The Markdown table of ``compare(results)``: each difference as mean ± the 95 % interval's
+    half-width, in bold where the interval leaves 0 out."""
+    lines = ["| technique | with | without | seeds | Δ SST acc | Δ QQP acc | Δ STS r | time ratio |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in compare(results):
+        cells = []
+        for metric in METRICS:
+            cell = f"{row[metric]:+.3f} ± {row[f'{metric}_half_width']:.3f}"
+            cells.append(f"**{cell}**" if row[f"{metric}_exceeds_spread"] else cell)
+        ratio = "—" if row["time_ratio"] is None else f"{row['time_ratio']:.2f}"
+        lines.append(f"| {row['technique']} | {LABELS[row['with']]} | {LABELS[row['without']]} | {row['seeds']} | "
+                     + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
 def collect(out, configs, seeds, stream=None):
     """results.json's object from the finished runs of ``configs`` x seeds 1..``seeds``."""
     stream = stream or sys.stderr
@@ -275,6 +364,13 @@ def write_results(out, results):
             f"those of docs/12-results.md (its QQP data differ, see there). \"train min\" is the "
             f"mean training time of a run, evaluation not included.", "",
             markdown_table(results).rstrip("\n")]
+    if compare(results):
+        text += ["", "## What each technique adds",
+                 "", "Paired by seed: each seed's score with the technique minus the same seed's score "
+                 "without it; mean ± the half-width of its 95 % confidence interval (Student's t over "
+                 "the seeds), in bold where that interval leaves 0 out, i.e. where the difference can "
+                 "be told from the seed-to-seed spread. \"time ratio\": training minutes with over "
+                 "without.", "", comparison_table(results).rstrip("\n")]
     if results["missing"]:
         text += ["", f"Not finished, left out: {', '.join(results['missing'])}."]
     io.write_text(os.path.join(out, "results.md"), "\n".join(text) + "\n")
