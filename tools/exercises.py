@@ -72,10 +72,12 @@ def load(path, name):
     return function
 
 
-def call(function, *args):
-    """``function(*args)`` on copies of the array arguments (an answer that writes into its
-    inputs must not change what the checker compares with), its errors marked as the learner's."""
-    args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+def call(function, *args, copy=True):
+    """``function(*args)``, its errors marked as the learner's; with ``copy``, on copies of the
+    array arguments (an answer that writes into its inputs must not change what the checker
+    compares with)."""
+    if copy:
+        args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
     try:
         return function(*args)
     except NotImplementedError:
@@ -123,29 +125,38 @@ def close(yours, expected, tolerance):
             and bool(np.all(np.abs(yours - expected) <= tolerance * max(np.abs(expected).max(initial=0.0), 1e-30))))
 
 
+def as_array(name, value, shape, shape_hint=None):
+    """The learner's ``value`` as a float64 array of ``shape``, or NotYet saying what came instead."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise NotYet(f"{name}: expected an array of shape {shape}, got {type(value).__name__}") from None
+    if array.shape != shape:
+        raise NotYet(f"{name} has shape {array.shape}, expected {shape}" + _hint(shape_hint))
+    return array
+
+
 def compare(name, yours, expected, tolerance=1e-8, mistakes=(), shape_hint=None):
     """Raise NotYet unless ``yours`` equals ``expected`` to ``tolerance`` (relative to the
     largest |expected|). ``mistakes`` lists (a typical wrong answer, what it means); the first
     one ``yours`` equals gives the hint. A flipped sign and a constant factor are recognised
     without being listed."""
     expected = np.asarray(expected, dtype=np.float64)
-    try:
-        yours = np.asarray(yours, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise NotYet(f"{name}: expected an array of shape {expected.shape}, got {type(yours).__name__}") from None
-    if yours.shape != expected.shape:
-        raise NotYet(f"{name} has shape {yours.shape}, expected {expected.shape}" + _hint(shape_hint))
+    yours = as_array(name, yours, expected.shape, shape_hint)
     if not np.all(np.isfinite(yours)):
         where = _index(np.argwhere(~np.isfinite(yours))[0])
         raise NotYet(f"{name} holds {yours[where]} at index {where}: something overflowed or divided by zero")
     if close(yours, expected, tolerance):
         return
+    hint = _hint(_recognise(yours, expected, tolerance, mistakes))
+    if expected.ndim == 0:
+        raise NotYet(f"{name} is wrong: yours {yours:.6g}, expected {expected:.6g}" + hint)
     difference = np.abs(yours - expected)
     worst = _index(np.unravel_index(difference.argmax(), difference.shape))
     wrong = int((difference > tolerance * np.abs(expected).max()).sum())
     raise NotYet(f"{name} is wrong: largest difference {difference[worst]:.3g} at index {worst} "
                  f"(yours {yours[worst]:.6g}, expected {expected[worst]:.6g}), "
-                 f"wrong in {wrong} of {expected.size} entries" + _hint(_recognise(yours, expected, tolerance, mistakes)))
+                 f"wrong in {wrong} of {expected.size} entries" + hint)
 
 
 def _recognise(yours, expected, tolerance, mistakes):
@@ -238,11 +249,12 @@ def check_numeric_gradient(numeric_gradient):
     rng = np.random.default_rng(3)
     x, weights, eps = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 3, 4)), 1e-5
 
-    def loss(array):                              # L = sum(w * tanh(x)), a scalar of a (2, 3, 4) array
-        return float((weights * np.tanh(array)).sum())
-    _, (right,) = reference(lambda t: ops.sum(ops.mul(ops.tanh(t), weights)), [x], 1.0)
+    def loss(array):              # L = sum(w * tanh(x)) + sum(x)^2 / 2: every entry's derivative depends on all
+        return float((weights * np.tanh(array)).sum() + array.sum() ** 2 / 2)
+    _, (right,) = reference(lambda t: ops.add(ops.sum(ops.mul(ops.tanh(t), weights)), ops.mul(ops.pow(ops.sum(t), 2.0), 0.5)),
+                            [x], 1.0)
     given = x.copy()
-    yours = call(numeric_gradient, loss, given, eps)
+    yours = call(numeric_gradient, loss, given, eps, copy=False)        # given, to see whether it comes back as it was
     if not np.array_equal(given, x):
         raise NotYet(f"your numeric_gradient left x changed (by up to {np.abs(given - x).max():.3g}): put each "
                      "entry back after nudging it; the caller still needs x")
@@ -287,7 +299,8 @@ def check_attention(attention):
         return a.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)
     q, k, v = (heads(x @ linear.weight.data + linear.bias.data) for linear in (layer.query, layer.key, layer.value))
     right = heads(layer(Tensor(x), BertModel.additive_mask(mask, np.float64)).numpy())
-    yours = call(attention, q, k, v, mask)
+    yours = as_array("the context", call(attention, q, k, v, mask), right.shape,
+                     "the context has q's shape (B, nh, T, hs): probs (B, nh, T, T) @ v")
 
     padding = (1.0 - mask) * -1e30
     keys = padding[:, None, None, :]                                # (B, 1, 1, T): along the keys
@@ -296,15 +309,15 @@ def check_attention(attention):
         scores = q @ k.swapaxes(-1, -2) * scale * factor + additive
         probs = np.exp(scores - scores.max(axis=axis, keepdims=True))
         return probs / probs.sum(axis=axis, keepdims=True) @ v
-    compare("the context", yours, right, shape_hint="the context has q's shape (B, nh, T, hs): probs (B, nh, T, T) @ v",
-            mistakes=[
-        (variant(scale=1.0), "the scores were not divided by sqrt(hs)"),
-        (variant(scale=1.0 / hs), "divide the scores by sqrt(hs), not by hs"),
-        (variant(additive=0.0), "the padding got attention: add the mask, 0 for tokens and a very large negative "
-                                "number for padding, to the scores before the softmax"),
-        (variant(axis=-2), "the softmax ran over the wrong axis: each query's row of scores, the last axis, must "
-                           "sum to 1"),
-        (variant(additive=0.0, factor=mask[:, None, None, :]),
+    compare("the context of sentence 0 (no padding)", yours[0], right[0], mistakes=[
+        (variant(scale=1.0)[0], "the scores were not divided by sqrt(hs)"),
+        (variant(scale=1.0 / hs)[0], "divide the scores by sqrt(hs), not by hs"),
+        (variant(axis=-2)[0], "the softmax ran over the wrong axis: each query's row of scores, the last axis, "
+                              "must sum to 1")])
+    compare("the context of sentence 1 (two padding tokens)", yours[1], right[1], mistakes=[
+        (variant(additive=0.0)[1], "the padding got attention: add the mask, 0 for tokens and a very large "
+                                   "negative number for padding, to the scores before the softmax"),
+        (variant(additive=0.0, factor=mask[:, None, None, :])[1],
          "multiplying the padded scores by 0 leaves them at 0, and exp(0) = 1 still gives padding weight: add a "
          "very large negative number instead")])
     return ("your attention equals tinybert.model.SelfAttention's on 2 sentences (one padded), 2 heads of size 3")
@@ -329,25 +342,24 @@ def check_hf_to_tinybert(hf_to_tinybert):
                      + (f"; unexpected {len(unexpected)}, e.g. {unexpected[0]!r}" if unexpected else "")
                      + _hint("every Hugging Face tensor becomes exactly one tinybert parameter, named by its path "
                              "through tinybert.model.BertModel's modules (print model.state_dict().keys())"))
+    linear_weights = {ours for _, ours, transposed in convert.name_map(config) if transposed}
     for name in right:
         array = np.asarray(yours[name])
         if array.shape == right[name].shape and np.array_equal(array, right[name]):
             continue
-        transposed = {(hf_name, False): source for hf_name, source in hf.items()}
-        transposed.update({(hf_name, True): source.T for hf_name, source in hf.items()})
-        found = [key for key, source in transposed.items() if source.shape == array.shape and np.array_equal(source, array)]
-        if np.array_equal(array, right[name].T):
-            hint = ("this is a Linear weight: PyTorch stores it (out, in), tinybert (in, out) so that its forward is "
-                    "x @ W; transpose it")
-        elif found and any(np.array_equal(hf[hf_name], right[name]) for hf_name, _ in found):
-            hint = ("only Linear weights are transposed; embedding tables, biases and layer norms keep their layout")
-        elif found:
-            hf_name, flipped = found[0]
-            hint = (f"it holds the values of Hugging Face's {hf_name!r}{' transposed' if flipped else ''}, which "
+        sources = [(hf_name, flipped) for hf_name, source in hf.items() for flipped in (False, True)
+                   if np.array_equal(source.T if flipped else source, array)]
+        if np.array_equal(array, right[name].T) and name in linear_weights:
+            hint = ("it is a Linear weight, so transpose it: PyTorch stores it (out, in), tinybert (in, out) so "
+                    "that its forward is x @ W")
+        elif np.array_equal(array, right[name].T):
+            hint = "only Linear weights are transposed; embedding tables, biases and layer norms keep their layout"
+        elif sources:
+            hint = (f"it holds Hugging Face's {sources[0][0]!r}{' transposed' if sources[0][1] else ''}, which "
                     "belongs to another parameter (attention.output.dense is attention's out projection, "
                     "output.dense the feed-forward's second Linear)")
         else:
-            hint = "it matches no Hugging Face tensor: copy the arrays, do not compute with them"
+            hint = "it matches no Hugging Face tensor: move the arrays, do not compute with them"
         raise NotYet(f"your {name!r} is wrong (shape {array.shape}, tinybert's {right[name].shape})" + _hint(hint))
     return (f"all {len(right)} tensors of a {config.num_hidden_layers}-layer BERT are renamed and transposed as "
             "tinybert.convert.hf_to_tinybert does")
@@ -437,22 +449,25 @@ def check_adamw_update(adamw_update):
     coupled = run(update_with(weight_decay=0.0, l2=weight_decay))          # Adam with an L2 term in g
     decayed_last = run(update_with(weight_decay=0.0, decay_after=weight_decay))
     beta1, beta2 = betas
+    l2_in_the_gradient = ("you added the decay to the gradient (Adam with L2, g + wd * p); AdamW decouples it: "
+                          "p <- p * (1 - lr * wd), outside the moments")
     p, m, v = start.copy(), np.zeros(6), np.zeros(6)
     for t, g in enumerate(grads, start=1):
         p, m, v = outputs(call(adamw_update, p, g, m, v, lr, weight_decay, betas, eps, t), ("p", "m", "v"))
         right_p, right_m, right_v = right[t - 1]
         compare(f"m after step {t}", m, right_m, mistakes=[
             (right_m / (1 - beta1 ** t), "you returned the bias-corrected m_hat as m: keep the running mean m "
-                                         "itself as the state, and correct only what the update uses")])
+                                         "itself as the state, and correct only what the update uses"),
+            (coupled[t - 1][1], l2_in_the_gradient)])
         compare(f"v after step {t}", v, right_v, mistakes=[
             (right_v / (1 - beta2 ** t), "you returned the bias-corrected v_hat as v: keep the running mean v "
-                                         "itself as the state, and correct only what the update uses")])
+                                         "itself as the state, and correct only what the update uses"),
+            (coupled[t - 1][2], l2_in_the_gradient)])
         compare(f"p after step {t}", p, right_p, mistakes=[
             (uncorrected[t - 1][0], "you forgot the bias correction: your update equals the uncorrected one, "
-                                    "m / (sqrt(v) + eps) with m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t) "
-                                    "left out"),
-            (coupled[t - 1][0], "you added the decay to the gradient (Adam with L2, g + wd * p); AdamW decouples it: "
-                                "p <- p * (1 - lr * wd), outside the moments"),
+                                    "m / (sqrt(v) + eps) in place of m_hat / (sqrt(v_hat) + eps), with "
+                                    "m_hat = m / (1 - beta1^t) and v_hat = v / (1 - beta2^t)"),
+            (coupled[t - 1][0], l2_in_the_gradient),
             (decayed_last[t - 1][0], "you decayed p after the Adam step; AdamW (and torch) shrinks p first, then "
                                      "takes the step")])
         p, m, v = (np.array(a, dtype=np.float64) for a in (p, m, v))
@@ -464,10 +479,10 @@ def check_project_conflicting(project_conflicting):
     rng = np.random.default_rng(9)
     conflicting = rng.standard_normal(8)
     cases = [
-        [np.array([1.0, 0.0, 0.0]), np.array([-1.0, 1.0, 0.0]), np.array([0.0, -1.0, 0.0])],   # chapter 9's exercise
-        [conflicting, -conflicting + 0.3 * rng.standard_normal(8)],                          # one conflict
-        [conflicting, conflicting + rng.standard_normal(8), rng.standard_normal(8) * 0.1],   # maybe none
-        [rng.standard_normal(8) for _ in range(4)],
+        [rng.standard_normal(8) for _ in range(4)],                                       # conflicts and agreements
+        [conflicting, -conflicting + 0.3 * rng.standard_normal(8)],                       # one conflict
+        [conflicting, conflicting + 0.3 * rng.standard_normal(8)],                        # none
+        [np.array([1.0, 0.0, 0.0]), np.array([-1.0, 1.0, 0.0]), np.array([0.0, -1.0, 0.0])],   # chapter 9's exercise 1
     ]
 
     def fold(g, others, project):
