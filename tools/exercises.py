@@ -1,6 +1,6 @@
 """Build a piece of tinybert yourself, then check it: one exercise per chapter that teaches code.
 
-    python -m tools.exercises list                            # every exercise: chapter, what to write, starter file
+    python -m tools.exercises list                            # every exercise: its number, starter file, what it is
     python -m tools.exercises check 02 my_layer_norm.py       # check your answer to chapter 2's exercise
     make exercise N=02 FILE=my_layer_norm.py                  # the same
 
@@ -36,9 +36,6 @@ import numpy as np
 from tinybert import Tensor, backend, convert, functional as F, gradcheck, ops, optim, pcgrad
 from tinybert.model import BertConfig, BertModel, SelfAttention
 from tinybert.tokenizer import Tokenizer
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 # ---------------------------------------------------------------- what a check raises
 class NotYet(Exception):
@@ -98,13 +95,11 @@ def outputs(result, names):
 
 
 # ---------------------------------------------------------------- tinybert's answers
-def reference(op, inputs, grad=None):
-    """tinybert's output of ``op`` on float64 ``inputs`` and, when ``grad`` (dL/d(output)) is
-    given, each input's gradient from backward()."""
-    tensors = [Tensor(np.array(x, dtype=np.float64), requires_grad=grad is not None) for x in inputs]
+def reference(op, inputs, grad):
+    """tinybert's output of ``op`` on float64 ``inputs``, and each input's gradient from
+    backward() seeded with ``grad``, dL/d(output)."""
+    tensors = [Tensor(np.array(x, dtype=np.float64), requires_grad=True) for x in inputs]
     out = op(*tensors)
-    if grad is None:
-        return out.numpy()
     out.backward(np.asarray(grad, dtype=np.float64))
     return out.numpy(), [t.grad for t in tensors]
 
@@ -163,7 +158,9 @@ def _recognise(yours, expected, tolerance, mistakes):
     for mistake, hint in mistakes:
         if close(yours, np.asarray(mistake, dtype=np.float64), tolerance):
             return hint
-    factor = float((yours * expected).sum() / (expected * expected).sum())
+    if not expected.any():
+        return None
+    factor = float((yours * expected).sum() / (expected * expected).sum())       # the least-squares fit
     if close(yours, factor * expected, tolerance):
         if np.isclose(factor, -1.0):
             return "the sign is flipped: yours is minus the right answer everywhere"
@@ -202,7 +199,7 @@ def check_mul_backward(mul_backward):
                                                                       "adds its own gradient, so sum them"),
             (ops.unbroadcast(np.broadcast_to(a, grad.shape), b.shape), "you left out g: the chain rule multiplies the "
                                                                       "incoming gradient g by the local derivative")])
-    error = gradcheck.relative_error(learner_op(np.multiply, lambda grad, a, b: outputs(
+    error = gradcheck.relative_error(learner_op(np.multiply, lambda grad, a, b: outputs(     # on the broadcast case
         call(mul_backward, grad, a, b), ("grad_a", "grad_b")), "your mul"), [a, b])
     return (f"grad_a and grad_b equal tinybert.ops.mul's backward, broadcasting included; "
             f"tinybert.gradcheck's relative error {error:.1e} (the bar is {gradcheck.TOLERANCE:.0e})")
@@ -211,7 +208,8 @@ def check_mul_backward(mul_backward):
 def check_layer_norm_backward(layer_norm_backward):
     """Chapter 2: layer norm's backward, dL/dx, dL/dweight, dL/dbias."""
     rng = np.random.default_rng(2)
-    x, weight, bias = rng.standard_normal((2, 3, 6)) * 3 + 1, rng.standard_normal(6), rng.standard_normal(6)
+    B, T, C = 2, 3, 6
+    x, weight, bias = rng.standard_normal((B, T, C)) * 3 + 1, rng.standard_normal(C), rng.standard_normal(C)
     grad, eps = rng.standard_normal(x.shape), 1e-5
     _, right = reference(lambda x, w, b: F.layer_norm(x, w, b, eps), [x, weight, bias], grad)
     grad_x, grad_weight, grad_bias = outputs(call(layer_norm_backward, grad, x, weight, eps),
@@ -232,10 +230,10 @@ def check_layer_norm_backward(layer_norm_backward):
          "you summed over the C features where the formula takes means (divide by C)")])
     compare("grad_weight", grad_weight, right[1], shape_hint="weight is (C,): sum g * x_hat over every row, "
                                                               "all B*T tokens", mistakes=[
-        ((grad * xhat).reshape(-1, 6).mean(axis=0), "you averaged over the rows: every token's g * x_hat adds up"),
-        ((grad * x).reshape(-1, 6).sum(axis=0), "you used x where x_hat, the normalised x, belongs")])
+        ((grad * xhat).reshape(-1, C).mean(axis=0), "you averaged over the rows: every token's g * x_hat adds up"),
+        ((grad * x).reshape(-1, C).sum(axis=0), "you used x where x_hat, the normalised x, belongs")])
     compare("grad_bias", grad_bias, right[2], shape_hint="bias is (C,): sum g over every row, all B*T tokens",
-            mistakes=[(grad.reshape(-1, 6).mean(axis=0), "you averaged over the rows: every token's g adds up")])
+            mistakes=[(grad.reshape(-1, C).mean(axis=0), "you averaged over the rows: every token's g adds up")])
     error = gradcheck.relative_error(learner_op(
         lambda x, w, b: F.layer_norm(Tensor(x), Tensor(w), Tensor(b), eps).data,
         lambda grad, x, w, b: outputs(call(layer_norm_backward, grad, x, w, eps), ("grad_x", "grad_weight", "grad_bias")),
@@ -249,10 +247,12 @@ def check_numeric_gradient(numeric_gradient):
     rng = np.random.default_rng(3)
     x, weights, eps = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 3, 4)), 1e-5
 
-    def loss(array):              # L = sum(w * tanh(x)) + sum(x)^2 / 2: every entry's derivative depends on all
+    def loss(array):          # L = sum(w * tanh(x)) + sum(x)^2 / 2: each entry's derivative depends on every entry
         return float((weights * np.tanh(array)).sum() + array.sum() ** 2 / 2)
-    _, (right,) = reference(lambda t: ops.add(ops.sum(ops.mul(ops.tanh(t), weights)), ops.mul(ops.pow(ops.sum(t), 2.0), 0.5)),
-                            [x], 1.0)
+
+    def loss_of_tensor(t):    # the same L, for backward()
+        return ops.add(ops.sum(ops.mul(ops.tanh(t), weights)), ops.mul(ops.pow(ops.sum(t), 2.0), 0.5))
+    _, (right,) = reference(loss_of_tensor, [x], 1.0)
     given = x.copy()
     yours = call(numeric_gradient, loss, given, eps, copy=False)        # given, to see whether it comes back as it was
     if not np.array_equal(given, x):
@@ -365,14 +365,12 @@ def check_hf_to_tinybert(hf_to_tinybert):
             "tinybert.convert.hf_to_tinybert does")
 
 
-CLS_ID, SEP_ID, PAD_ID = 101, 102, 0           # as in BERT's uncased vocabulary (chapter 6)
-
-
 def check_encode_pairs(encode_pairs):
     """Chapter 6: a batch of sentence pairs as input_ids, token_type_ids and attention_mask."""
+    # the special tokens at their ids in BERT's uncased vocabulary (the starter file's constants):
+    # [PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102, [MASK] 103; then one-letter words, ids 104, 105, ...
     letters = "abcdefghijklmnopqrstuvwxyz"
-    vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(1, CLS_ID - 1)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab += list(letters)                       # one-letter words: word ids 104, 105, ...
+    vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(1, 100)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(letters)
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
         tokenizer = Tokenizer.from_folder(folder)
@@ -390,7 +388,10 @@ def check_encode_pairs(encode_pairs):
                           ("token_type_ids", "0 for [CLS], sentence a and the [SEP] after it; 1 for sentence b and "
                                              "the last [SEP]; 0 for padding"),
                           ("attention_mask", "1 for every real token, [CLS] and [SEP] included; 0 for padding")]:
-            array, expected = np.asarray(yours[key]), right[key]
+            try:
+                array, expected = np.asarray(yours[key]), right[key]
+            except ValueError:                   # NumPy refuses rows of different lengths
+                raise NotYet(f"{key} is not a (B, T) array: are its rows of different lengths?" + _hint(hint)) from None
             if array.shape != expected.shape:
                 too_long = array.ndim == 2 and array.shape[1] == max_length > expected.shape[1]
                 raise NotYet(f"{key} has shape {array.shape}, expected {expected.shape} ({len(firsts)} pairs)" + _hint(
@@ -439,7 +440,9 @@ def check_adamw_update(adamw_update):
             states.append((p.copy(), m.copy(), v.copy()))
         return states
 
-    def update_with(lr=lr, weight_decay=weight_decay, step=None, decay_after=0.0, l2=0.0):
+    def update_with(weight_decay=weight_decay, step=None, decay_after=0.0, l2=0.0):
+        """tinybert's step, or a typical mistake built from it: ``step`` in place of t, the decay
+        ``decay_after`` the step, or ``l2`` * p added to the gradient."""
         def update(p, g, m, v, t):
             optim.adamw_update(p, g + l2 * p, m, v, lr, weight_decay, betas, eps, t if step is None else step)
             p *= 1.0 - lr * decay_after
