@@ -6,7 +6,7 @@ DATA_DIR ?= ../shared/data
 WEIGHTS  := weights/all-MiniLM-L6-v2
 export DATA_DIR
 
-.PHONY: setup weights test gradcheck demo train ablation bench data fixtures clean
+.PHONY: setup weights test gradcheck exercise demo train ablation bench data fixtures clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ test: setup weights
 
 gradcheck: setup
 	$(PY) -m tinybert.gradcheck
+
+# The course's exercises (docs/exercises/): `make exercise N=02 FILE=my_layer_norm_backward.py` checks
+# your answer to chapter 2's; `make exercise` lists them all.
+exercise: setup
+	$(PY) -m tools.exercises $(if $(N),check $(N) $(FILE),list)
 
 demo: setup weights
 	$(PY) train.py --task all --pcgrad --smart --cos --data_dir tinybert/sample_data --out runs/demo --epochs 3 --max_len 32 --overwrite

@@ -1,0 +1,23 @@
+"""Exercise 03 (chapter 3, docs/03-gradcheck.md): a gradient by central differences.
+
+Copy this file to one of your own, write the body of numeric_gradient, and check it:
+
+    python -m tools.exercises check 03 my_numeric_gradient.py
+
+loss is a function of one array that returns a number, L(x). Estimate every entry of dL/dx
+with the central difference of chapter 3: for each entry x_i, with e_i the array that is 1 at
+i and 0 elsewhere,
+
+    dL/dx_i ~ (L(x + eps e_i) - L(x - eps e_i)) / (2 eps)
+
+One entry at a time; the others stay as they are. Whatever you nudge, leave x as you found it
+(tinybert.gradcheck.relative_error nudges an entry in place and puts it back). np.ndindex(x.shape)
+visits every index of an array of any shape.
+"""
+import numpy as np
+
+
+def numeric_gradient(loss, x, eps):
+    """loss: a function of an array of x's shape, returning a float; x: a float64 array;
+    eps: the step. Returns the estimate of dL/dx, an array of x's shape."""
+    raise NotImplementedError("write this: see docs/03-gradcheck.md")

@@ -1,0 +1,22 @@
+"""Exercise 07 (chapter 7, docs/07-multitask.md): binary cross entropy from logits, and its gradient.
+
+Copy this file to one of your own, write the body of bce_with_logits, and check it:
+
+    python -m tools.exercises check 07 my_bce_with_logits.py
+
+The paraphrase head's loss: for N logits x and targets t (0 or 1), with sigmoid(x) = 1 / (1 + e^-x),
+
+    L = mean over the N of -[t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))]
+      = mean of max(x, 0) - x t + log(1 + e^(-|x|))        (the same number, computed stably)
+    dL/dx = (sigmoid(x) - t) / N                            (N,)
+
+The check includes logits of 40 and 800, where sigmoid(x) rounds to exactly 1 and the first
+form takes log(0). Compute sigmoid itself without overflow too (exp(800) is inf).
+"""
+import numpy as np
+
+
+def bce_with_logits(logits, targets):
+    """logits, targets: (N,) float64 arrays, targets 0.0 or 1.0.
+    Returns (the loss L, a float; dL/dlogits, (N,))."""
+    raise NotImplementedError("write this: see docs/07-multitask.md")

@@ -1,0 +1,23 @@
+"""Exercise 11 (chapter 11, docs/11-cosine.md): the cosine-similarity loss and its gradients.
+
+Copy this file to one of your own, write the body of cosine_loss, and check it:
+
+    python -m tools.exercises check 11 my_cosine_loss.py
+
+u and v are the two sentences' embeddings, B pairs of C numbers; labels are STS's 0-5 scores.
+
+    cos_b = u_b . v_b / (|u_b| |v_b|)                          (B,)
+    L     = mean over the B pairs of (cos_b - label_b / 5)^2
+    dL/du_b = 2 (cos_b - label_b / 5) / B * dcos_b/du_b,  with
+    dcos/du = v / (|u| |v|) - cos * u / |u|^2                  (B, C), and likewise for v
+
+(tinybert.functional.cosine_similarity adds 1e-8 inside each square root against a zero
+vector; the check's vectors are far from zero, so you may leave it out.)
+"""
+import numpy as np
+
+
+def cosine_loss(u, v, labels):
+    """u, v: (B, C) float64 arrays; labels: (B,) floats from 0 to 5.
+    Returns (the loss L, a float; dL/du, (B, C); dL/dv, (B, C))."""
+    raise NotImplementedError("write this: see docs/11-cosine.md")

@@ -1,0 +1,629 @@
+"""Build a piece of tinybert yourself, then check it: one exercise per chapter that teaches code.
+
+    python -m tools.exercises list                            # every exercise: its number, starter file, what it is
+    python -m tools.exercises check 02 my_layer_norm.py       # check your answer to chapter 2's exercise
+    make exercise N=02 FILE=my_layer_norm.py                  # the same
+
+Copy the starter file a chapter names (docs/exercises/NN_name.py) to a file of your own, write
+the body of its function, and check your copy. The checker imports your file, calls your
+function on small float64 inputs, and compares what it returns with tinybert's own code (and,
+for a backward, with the finite differences of tinybert.gradcheck, chapter 3). When an answer
+is wrong it says which output, where and by how much, and, when it recognises the mistake, what
+you probably did: each check computes a few typical wrong answers (a forgotten term, a missing
+factor, a flipped sign) and compares yours with them. It never prints tinybert's code, nor more
+of the right answer than the one entry where yours is furthest from it.
+
+Exit status 0: correct. 1: not yet (wrong, not written yet, or your code raised an error,
+shown with its traceback). 2: a usage error (no such exercise or file).
+
+Adding an exercise: a starter file docs/exercises/NN_name.py defining ``name``, a check
+function here (it receives the learner's function, raises NotYet when the answer is wrong and
+returns one line saying what was verified), its entry in EXERCISES, a "Build it yourself"
+paragraph in chapter NN, and a right and a wrong answer in tests/test_exercises.py's table;
+that test checks that all of them agree.
+"""
+import argparse
+import dataclasses
+import importlib.util
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from tinybert import Tensor, backend, convert, functional as F, gradcheck, ops, optim, pcgrad
+from tinybert.model import BertConfig, BertModel, SelfAttention
+from tinybert.tokenizer import Tokenizer
+
+# ---------------------------------------------------------------- what a check raises
+class NotYet(Exception):
+    """The answer is wrong; the message says what, where and, when recognised, why."""
+
+
+class NotWritten(Exception):
+    """The learner's function still raises NotImplementedError."""
+
+
+class LearnerError(Exception):
+    """The learner's code raised an exception (``.error``), while importing or running it."""
+
+    def __init__(self, error, doing):
+        super().__init__(str(error))
+        self.error, self.doing = error, doing
+
+
+# ---------------------------------------------------------------- calling the learner's code
+def load(path, name):
+    """The function ``name`` defined by the Python file at ``path``."""
+    spec = importlib.util.spec_from_file_location(f"exercise_answer_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:                    # a syntax error or a failing top-level line: theirs
+        raise LearnerError(error, f"importing {path}") from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise NotYet(f"{path} defines no function {name}(): keep the starter file's name and signature")
+    return function
+
+
+def call(function, *args, copy=True):
+    """``function(*args)``, its errors marked as the learner's; with ``copy``, on copies of the
+    array arguments (an answer that writes into its inputs must not change what the checker
+    compares with)."""
+    if copy:
+        args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    try:
+        return function(*args)
+    except NotImplementedError:
+        raise NotWritten() from None
+    except Exception as error:
+        raise LearnerError(error, f"running {function.__name__}()") from None
+
+
+def outputs(result, names):
+    """The learner's return value split into ``len(names)`` outputs, or NotYet saying what
+    was expected."""
+    if len(names) == 1:
+        return (result,)
+    if not isinstance(result, (tuple, list)) or len(result) != len(names):
+        got = f"{len(result)} values" if isinstance(result, (tuple, list)) else f"one {type(result).__name__}"
+        raise NotYet(f"expected a tuple of {len(names)} ({', '.join(names)}), got {got}")
+    return tuple(result)
+
+
+# ---------------------------------------------------------------- tinybert's answers
+def reference(op, inputs, grad):
+    """tinybert's output of ``op`` on float64 ``inputs``, and each input's gradient from
+    backward() seeded with ``grad``, dL/d(output)."""
+    tensors = [Tensor(np.array(x, dtype=np.float64), requires_grad=True) for x in inputs]
+    out = op(*tensors)
+    out.backward(np.asarray(grad, dtype=np.float64))
+    return out.numpy(), [t.grad for t in tensors]
+
+
+def learner_op(forward, backward, name):
+    """An op for tinybert.gradcheck: tinybert's forward on arrays, the learner's backward
+    (already wrapped in ``call``) mapping (grad, *input arrays) to the inputs' gradients."""
+    def op(*tensors):
+        arrays = [t.data for t in tensors]
+        return Tensor.from_op(forward(*arrays), tuple(tensors), lambda grad: tuple(backward(grad, *arrays)), name)
+    return op
+
+
+# ---------------------------------------------------------------- comparing, and naming the mistake
+def close(yours, expected, tolerance):
+    """Same shape, and every entry within ``tolerance`` times the largest |expected|."""
+    return (yours.shape == expected.shape
+            and bool(np.all(np.abs(yours - expected) <= tolerance * max(np.abs(expected).max(initial=0.0), 1e-30))))
+
+
+def as_array(name, value, shape, shape_hint=None):
+    """The learner's ``value`` as a float64 array of ``shape``, or NotYet saying what came instead."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise NotYet(f"{name}: expected an array of shape {shape}, got {type(value).__name__}") from None
+    if array.shape != shape:
+        raise NotYet(f"{name} has shape {array.shape}, expected {shape}" + _hint(shape_hint))
+    return array
+
+
+def compare(name, yours, expected, tolerance=1e-8, mistakes=(), shape_hint=None):
+    """Raise NotYet unless ``yours`` equals ``expected`` to ``tolerance`` (relative to the
+    largest |expected|). ``mistakes`` lists (a typical wrong answer, what it means); the first
+    one ``yours`` equals gives the hint. A flipped sign and a constant factor are recognised
+    without being listed."""
+    expected = np.asarray(expected, dtype=np.float64)
+    yours = as_array(name, yours, expected.shape, shape_hint)
+    if not np.all(np.isfinite(yours)):
+        where = _index(np.argwhere(~np.isfinite(yours))[0])
+        raise NotYet(f"{name} holds {yours[where]} at index {where}: something overflowed or divided by zero")
+    if close(yours, expected, tolerance):
+        return
+    hint = _hint(_recognise(yours, expected, tolerance, mistakes))
+    if expected.ndim == 0:
+        raise NotYet(f"{name} is wrong: yours {yours:.6g}, expected {expected:.6g}" + hint)
+    difference = np.abs(yours - expected)
+    worst = _index(np.unravel_index(difference.argmax(), difference.shape))
+    wrong = int((difference > tolerance * np.abs(expected).max()).sum())
+    raise NotYet(f"{name} is wrong: largest difference {difference[worst]:.3g} at index {worst} "
+                 f"(yours {yours[worst]:.6g}, expected {expected[worst]:.6g}), "
+                 f"wrong in {wrong} of {expected.size} entries" + hint)
+
+
+def _recognise(yours, expected, tolerance, mistakes):
+    for mistake, hint in mistakes:
+        if close(yours, np.asarray(mistake, dtype=np.float64), tolerance):
+            return hint
+    if not expected.any():
+        return None
+    factor = float((yours * expected).sum() / (expected * expected).sum())       # the least-squares fit
+    if close(yours, factor * expected, tolerance):
+        if np.isclose(factor, -1.0):
+            return "the sign is flipped: yours is minus the right answer everywhere"
+        return (f"yours is {factor:.6g} times the right answer everywhere: a constant factor is missing "
+                "or extra (a 2, a 1/N, a mean where a sum belongs?)")
+    return None
+
+
+def _hint(hint):
+    return f"\n  hint: {hint}" if hint else ""
+
+
+def _index(index):
+    return tuple(int(i) for i in index)
+
+
+# ================================================================ the exercises
+# Each check receives the learner's function and returns one line saying what it verified.
+
+def check_mul_backward(mul_backward):
+    """Chapter 1: the backward of y = a * b with broadcasting."""
+    rng = np.random.default_rng(1)
+    for a_shape, b_shape in [((3, 4), (3, 4)), ((2, 3, 4), (3, 1))]:
+        a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
+        grad = rng.standard_normal(np.broadcast_shapes(a_shape, b_shape))
+        _, (right_a, right_b) = reference(ops.mul, [a, b], grad)
+        grad_a, grad_b = outputs(call(mul_backward, grad, a, b), ("grad_a", "grad_b"))
+        case = f" (a {a_shape}, b {b_shape})"
+        compare("grad_a" + case, grad_a, right_a, mistakes=[
+            (ops.unbroadcast(grad * a, a.shape), "you multiplied g by a itself: d(a*b)/da is b, the OTHER input")])
+        compare("grad_b" + case, grad_b, right_b, shape_hint=(
+            f"b was broadcast from {b_shape} to {grad.shape}, so each entry of b was copied; its gradient "
+            "must be summed back over the copies to b's shape (chapter 1: the adjoint of a copy is a sum)"), mistakes=[
+            (ops.unbroadcast(grad * b, b.shape), "you multiplied g by b itself: d(a*b)/db is a, the OTHER input"),
+            (ops.unbroadcast(grad * a, b.shape) * b.size / grad.size, "you averaged over the copies of b; each copy "
+                                                                      "adds its own gradient, so sum them"),
+            (ops.unbroadcast(np.broadcast_to(a, grad.shape), b.shape), "you left out g: the chain rule multiplies the "
+                                                                      "incoming gradient g by the local derivative")])
+    error = gradcheck.relative_error(learner_op(np.multiply, lambda grad, a, b: outputs(     # on the broadcast case
+        call(mul_backward, grad, a, b), ("grad_a", "grad_b")), "your mul"), [a, b])
+    return (f"grad_a and grad_b equal tinybert.ops.mul's backward, broadcasting included; "
+            f"tinybert.gradcheck's relative error {error:.1e} (the bar is {gradcheck.TOLERANCE:.0e})")
+
+
+def check_layer_norm_backward(layer_norm_backward):
+    """Chapter 2: layer norm's backward, dL/dx, dL/dweight, dL/dbias."""
+    rng = np.random.default_rng(2)
+    B, T, C = 2, 3, 6
+    x, weight, bias = rng.standard_normal((B, T, C)) * 3 + 1, rng.standard_normal(C), rng.standard_normal(C)
+    grad, eps = rng.standard_normal(x.shape), 1e-5
+    _, right = reference(lambda x, w, b: F.layer_norm(x, w, b, eps), [x, weight, bias], grad)
+    grad_x, grad_weight, grad_bias = outputs(call(layer_norm_backward, grad, x, weight, eps),
+                                             ("grad_x", "grad_weight", "grad_bias"))
+    rstd = 1.0 / np.sqrt(x.var(axis=-1, keepdims=True) + eps)
+    xhat, d = (x - x.mean(axis=-1, keepdims=True)) * rstd, grad * weight
+
+    def mean(a):
+        return a.mean(axis=-1, keepdims=True)
+    compare("grad_x", grad_x, right[0], mistakes=[
+        (rstd * (d - mean(d)), "you left out the last term, - x_hat * mean(d * x_hat): it comes from the standard "
+                               "deviation depending on x"),
+        (rstd * (d - xhat * mean(d * xhat)), "you left out - mean(d): the term that comes from the mean depending on x"),
+        (rstd * (grad - mean(grad) - xhat * mean(grad * xhat)), "you used g where d = g * weight belongs: the "
+                                                               "gradient reaching x_hat is g times the weight"),
+        (d - mean(d) - xhat * mean(d * xhat), "you left out the factor r = 1 / sqrt(var + eps)"),
+        (rstd * (d - d.sum(axis=-1, keepdims=True) - xhat * (d * xhat).sum(axis=-1, keepdims=True)),
+         "you summed over the C features where the formula takes means (divide by C)")])
+    compare("grad_weight", grad_weight, right[1], shape_hint="weight is (C,): sum g * x_hat over every row, "
+                                                              "all B*T tokens", mistakes=[
+        ((grad * xhat).reshape(-1, C).mean(axis=0), "you averaged over the rows: every token's g * x_hat adds up"),
+        ((grad * x).reshape(-1, C).sum(axis=0), "you used x where x_hat, the normalised x, belongs")])
+    compare("grad_bias", grad_bias, right[2], shape_hint="bias is (C,): sum g over every row, all B*T tokens",
+            mistakes=[(grad.reshape(-1, C).mean(axis=0), "you averaged over the rows: every token's g adds up")])
+    error = gradcheck.relative_error(learner_op(
+        lambda x, w, b: F.layer_norm(Tensor(x), Tensor(w), Tensor(b), eps).data,
+        lambda grad, x, w, b: outputs(call(layer_norm_backward, grad, x, w, eps), ("grad_x", "grad_weight", "grad_bias")),
+        "your layer_norm"), [x, weight, bias])
+    return (f"grad_x, grad_weight and grad_bias equal tinybert.functional.layer_norm's backward on (2, 3, 6) inputs; "
+            f"tinybert.gradcheck's relative error {error:.1e}")
+
+
+def check_numeric_gradient(numeric_gradient):
+    """Chapter 3: the central-difference estimate of a gradient."""
+    rng = np.random.default_rng(3)
+    x, weights, eps = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 3, 4)), 1e-5
+
+    def loss(array):          # L = sum(w * tanh(x)) + sum(x)^2 / 2: each entry's derivative depends on every entry
+        return float((weights * np.tanh(array)).sum() + array.sum() ** 2 / 2)
+
+    def loss_of_tensor(t):    # the same L, for backward()
+        return ops.add(ops.sum(ops.mul(ops.tanh(t), weights)), ops.mul(ops.pow(ops.sum(t), 2.0), 0.5))
+    _, (right,) = reference(loss_of_tensor, [x], 1.0)
+    given = x.copy()
+    yours = call(numeric_gradient, loss, given, eps, copy=False)        # given, to see whether it comes back as it was
+    if not np.array_equal(given, x):
+        raise NotYet(f"your numeric_gradient left x changed (by up to {np.abs(given - x).max():.3g}): put each "
+                     "entry back after nudging it; the caller still needs x")
+
+    def one_sided(forward, backward):             # (L(x + forward e_i) - L(x - backward e_i)) / eps
+        numeric = np.zeros_like(x)
+        for i in np.ndindex(x.shape):
+            step = np.zeros_like(x)
+            step[i] = 1.0
+            numeric[i] = (loss(x + forward * step) - loss(x - backward * step)) / eps
+        return numeric
+    shifted_together = (loss(x + eps) - loss(x - eps)) / (2 * eps)
+    compare("your numeric gradient", yours, right, tolerance=1e-7, mistakes=[
+        (one_sided(eps, 0.0), "this is the one-sided difference (L(x + eps) - L(x)) / eps, whose error is of order "
+                              "eps; the central one, (L(x + eps) - L(x - eps)) / (2 eps), is of order eps^2"),
+        (one_sided(0.0, eps), "this is the one-sided difference (L(x) - L(x - eps)) / eps, whose error is of order "
+                              "eps; the central one, (L(x + eps) - L(x - eps)) / (2 eps), is of order eps^2"),
+        (np.full(x.shape, shifted_together), "every entry is the same number: you nudged all of x at once; nudge "
+                                             "one entry at a time, the others held still"),
+        (2 * right, "you divided by eps: x + eps and x - eps are 2 eps apart")])
+    error = float(np.abs(yours - right).max() / np.abs(right).max())
+    return (f"your central differences agree with tinybert's backward on a (2, 3, 4) input to a relative "
+            f"error of {error:.1e} (eps = {eps:g})")
+
+
+def check_attention(attention):
+    """Chapter 4: scaled dot-product attention with the padding mask, the heads already split."""
+    B, nh, T, hs = 2, 2, 5, 3
+    C = nh * hs
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((B, T, C))
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])            # the second sentence has two padding tokens
+    config = BertConfig(vocab_size=8, hidden_size=C, num_hidden_layers=1, num_attention_heads=nh,
+                        intermediate_size=4, attention_probs_dropout_prob=0.0, dtype="float64")
+    with backend.replayed_rng(backend.snapshot_rng()):              # leave the caller's random draws alone
+        layer = SelfAttention(config).eval()
+    for linear in (layer.query, layer.key, layer.value):
+        linear.weight.data, linear.bias.data = rng.standard_normal((C, C)), rng.standard_normal(C)
+    layer.out.weight.data, layer.out.bias.data = np.eye(C), np.zeros(C)   # output = the heads' context, joined
+
+    def heads(a):                                                   # (B, T, C) -> (B, nh, T, hs)
+        return a.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)
+    q, k, v = (heads(x @ linear.weight.data + linear.bias.data) for linear in (layer.query, layer.key, layer.value))
+    right = heads(layer(Tensor(x), BertModel.additive_mask(mask, np.float64)).numpy())
+    yours = as_array("the context", call(attention, q, k, v, mask), right.shape,
+                     "the context has q's shape (B, nh, T, hs): probs (B, nh, T, T) @ v")
+
+    padding = (1.0 - mask) * -1e30
+    keys = padding[:, None, None, :]                                # (B, 1, 1, T): along the keys
+
+    def variant(scale=hs ** -0.5, additive=keys, axis=-1, factor=1.0):   # typical wrong answers
+        scores = q @ k.swapaxes(-1, -2) * scale * factor + additive
+        probs = np.exp(scores - scores.max(axis=axis, keepdims=True))
+        return probs / probs.sum(axis=axis, keepdims=True) @ v
+    compare("the context of sentence 0 (no padding)", yours[0], right[0], mistakes=[
+        (variant(scale=1.0)[0], "the scores were not divided by sqrt(hs)"),
+        (variant(scale=1.0 / hs)[0], "divide the scores by sqrt(hs), not by hs"),
+        (variant(axis=-2)[0], "the softmax ran over the wrong axis: each query's row of scores, the last axis, "
+                              "must sum to 1")])
+    compare("the context of sentence 1 (two padding tokens)", yours[1], right[1], mistakes=[
+        (variant(additive=0.0)[1], "the padding got attention: add the mask, 0 for tokens and a very large "
+                                   "negative number for padding, to the scores before the softmax"),
+        (variant(additive=0.0, factor=mask[:, None, None, :])[1],
+         "multiplying the padded scores by 0 leaves them at 0, and exp(0) = 1 still gives padding weight: add a "
+         "very large negative number instead")])
+    return ("your attention equals tinybert.model.SelfAttention's on 2 sentences (one padded), 2 heads of size 3")
+
+
+def check_hf_to_tinybert(hf_to_tinybert):
+    """Chapter 5: Hugging Face BERT tensors renamed to tinybert's, Linear weights transposed."""
+    config = BertConfig(vocab_size=11, hidden_size=4, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=6, max_position_embeddings=8, dtype="float64")
+    with backend.replayed_rng(backend.snapshot_rng()):
+        shapes = {name: p.shape for name, p in BertModel(config).named_parameters()}
+    rng = np.random.default_rng(5)                 # every tensor different, so a mix-up shows in the values
+    hf = convert.tinybert_to_hf({name: rng.standard_normal(shape) for name, shape in shapes.items()}, config)
+    right = convert.hf_to_tinybert(dict(hf), config, "the checker's tensors")
+    yours = call(hf_to_tinybert, {name: array.copy() for name, array in hf.items()}, config.num_hidden_layers)
+    if not isinstance(yours, dict):
+        raise NotYet(f"expected a dict {{tinybert name: array}}, got {type(yours).__name__}")
+    missing, unexpected = sorted(set(right) - set(yours)), sorted(set(yours) - set(right))
+    if missing or unexpected:
+        raise NotYet(f"your dict has {len(yours)} names, tinybert's model {len(right)}"
+                     + (f"; missing {len(missing)}, e.g. {missing[0]!r}" if missing else "")
+                     + (f"; unexpected {len(unexpected)}, e.g. {unexpected[0]!r}" if unexpected else "")
+                     + _hint("every Hugging Face tensor becomes exactly one tinybert parameter, named by its path "
+                             "through tinybert.model.BertModel's modules (print model.state_dict().keys())"))
+    linear_weights = {ours for _, ours, transposed in convert.name_map(config) if transposed}
+    for name in right:
+        array = np.asarray(yours[name])
+        if array.shape == right[name].shape and np.array_equal(array, right[name]):
+            continue
+        sources = [(hf_name, flipped) for hf_name, source in hf.items() for flipped in (False, True)
+                   if np.array_equal(source.T if flipped else source, array)]
+        if np.array_equal(array, right[name].T) and name in linear_weights:
+            hint = ("it is a Linear weight, so transpose it: PyTorch stores it (out, in), tinybert (in, out) so "
+                    "that its forward is x @ W")
+        elif np.array_equal(array, right[name].T):
+            hint = "only Linear weights are transposed; embedding tables, biases and layer norms keep their layout"
+        elif sources:
+            hint = (f"it holds Hugging Face's {sources[0][0]!r}{' transposed' if sources[0][1] else ''}, which "
+                    "belongs to another parameter (attention.output.dense is attention's out projection, "
+                    "output.dense the feed-forward's second Linear)")
+        else:
+            hint = "it matches no Hugging Face tensor: move the arrays, do not compute with them"
+        raise NotYet(f"your {name!r} is wrong (shape {array.shape}, tinybert's {right[name].shape})" + _hint(hint))
+    return (f"all {len(right)} tensors of a {config.num_hidden_layers}-layer BERT are renamed and transposed as "
+            "tinybert.convert.hf_to_tinybert does")
+
+
+def check_encode_pairs(encode_pairs):
+    """Chapter 6: a batch of sentence pairs as input_ids, token_type_ids and attention_mask."""
+    # the special tokens at their ids in BERT's uncased vocabulary (the starter file's constants):
+    # [PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102, [MASK] 103; then one-letter words, ids 104, 105, ...
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(1, 100)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(letters)
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+        tokenizer = Tokenizer.from_folder(folder)
+    rng = np.random.default_rng(6)
+    # (lengths of the pairs' two sides, max_length): padding only, then truncation of the longer side
+    for lengths, max_length in [([(3, 2), (1, 5), (2, 1)], 16), ([(12, 3), (4, 9), (5, 4)], 12)]:
+        firsts, seconds = ([rng.integers(104, 104 + len(letters), n).tolist() for n in side] for side in zip(*lengths))
+        right = tokenizer.encode([" ".join(vocab[i] for i in ids) for ids in firsts],
+                                 [" ".join(vocab[i] for i in ids) for ids in seconds], max_length=max_length)
+        yours = call(encode_pairs, firsts, seconds, max_length)
+        if not isinstance(yours, dict) or set(yours) != set(right):
+            raise NotYet(f"expected a dict with the keys {sorted(right)}, got "
+                         + (f"the keys {sorted(yours)}" if isinstance(yours, dict) else type(yours).__name__))
+        for key, hint in [("input_ids", "each row is [CLS] a [SEP] b [SEP], then PAD_ID up to the batch's longest row"),
+                          ("token_type_ids", "0 for [CLS], sentence a and the [SEP] after it; 1 for sentence b and "
+                                             "the last [SEP]; 0 for padding"),
+                          ("attention_mask", "1 for every real token, [CLS] and [SEP] included; 0 for padding")]:
+            try:
+                array, expected = np.asarray(yours[key]), right[key]
+            except ValueError:                   # NumPy refuses rows of different lengths
+                raise NotYet(f"{key} is not a (B, T) array: are its rows of different lengths?" + _hint(hint)) from None
+            if array.shape != expected.shape:
+                too_long = array.ndim == 2 and array.shape[1] == max_length > expected.shape[1]
+                raise NotYet(f"{key} has shape {array.shape}, expected {expected.shape} ({len(firsts)} pairs)" + _hint(
+                    "pad to the longest row of this batch, not to max_length" if too_long else hint))
+            if not np.array_equal(array, expected):
+                row, column = _index(np.argwhere(array != expected)[0])
+                a, b = lengths[row]
+                if key == "input_ids" and a + b + 3 > max_length:
+                    hint = (f"this pair has {a + b + 3} tokens with [CLS] and two [SEP], over max_length "
+                            f"{max_length}: cut one token at a time from the end of whichever sentence is longer")
+                raise NotYet(f"{key} is wrong in row {row} (a pair of {a} and {b} word pieces, max_length "
+                             f"{max_length}) from position {column}: yours {array[row].tolist()}" + _hint(hint))
+    return "input_ids, token_type_ids and attention_mask equal tinybert's Tokenizer.encode, padding and truncation included"
+
+
+def check_bce_with_logits(bce_with_logits):
+    """Chapter 7: binary cross entropy from logits, computed stably, and its gradient."""
+    rng = np.random.default_rng(7)
+    targets = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+    for logits in (rng.standard_normal(6) * 2, np.array([40.0, -40.0, 800.0, -800.0, 3.0, -3.0])):
+        right_loss, (right_grad,) = reference(lambda x: F.binary_cross_entropy_with_logits(x, targets), [logits], 1.0)
+        loss, grad = outputs(call(bce_with_logits, logits, targets), ("loss", "grad"))
+        if not np.all(np.isfinite(np.asarray(loss, dtype=np.float64))):
+            raise NotYet(f"your loss is {loss} for the logits {logits.tolist()}" + _hint(
+                "sigmoid(x) rounds to exactly 0 or 1 for large |x|, and its log is -inf: use the stable form "
+                "max(x, 0) - x t + log(1 + exp(-|x|)), in which no exponential can overflow"))
+        N = len(logits)
+        compare("the loss", loss, right_loss, mistakes=[
+            (N * right_loss, "you summed over the N examples; the loss is their mean")])
+        compare("the gradient", grad, right_grad, mistakes=[
+            (N * right_grad, "you left out the 1/N of the mean: dL/dx = (sigmoid(x) - t) / N")])
+    return "the loss and its gradient equal tinybert.functional.binary_cross_entropy_with_logits's, logits of 800 included"
+
+
+def check_adamw_update(adamw_update):
+    """Chapter 8: one AdamW step, bias correction and decoupled weight decay."""
+    rng = np.random.default_rng(8)
+    lr, weight_decay, betas, eps = 0.1, 0.2, (0.9, 0.999), 1e-8   # lr and decay large enough to tell orders apart
+    start, grads = rng.standard_normal(6), [rng.standard_normal(6) for _ in range(5)]
+
+    def run(update):
+        """[(p, m, v) after step t] for t = 1..5, ``update`` changing p, m, v in place."""
+        p, m, v, states = start.copy(), np.zeros(6), np.zeros(6), []
+        for t, g in enumerate(grads, start=1):
+            update(p, g, m, v, t)
+            states.append((p.copy(), m.copy(), v.copy()))
+        return states
+
+    def update_with(weight_decay=weight_decay, step=None, decay_after=0.0, l2=0.0):
+        """tinybert's step, or a typical mistake built from it: ``step`` in place of t, the decay
+        ``decay_after`` the step, or ``l2`` * p added to the gradient."""
+        def update(p, g, m, v, t):
+            optim.adamw_update(p, g + l2 * p, m, v, lr, weight_decay, betas, eps, t if step is None else step)
+            p *= 1.0 - lr * decay_after
+        return update
+    right = run(update_with())
+    uncorrected = run(update_with(step=10 ** 9))                # 1 - beta^t = 1: no correction
+    coupled = run(update_with(weight_decay=0.0, l2=weight_decay))          # Adam with an L2 term in g
+    decayed_last = run(update_with(weight_decay=0.0, decay_after=weight_decay))
+    beta1, beta2 = betas
+    l2_in_the_gradient = ("you added the decay to the gradient (Adam with L2, g + wd * p); AdamW decouples it: "
+                          "p <- p * (1 - lr * wd), outside the moments")
+    p, m, v = start.copy(), np.zeros(6), np.zeros(6)
+    for t, g in enumerate(grads, start=1):
+        p, m, v = outputs(call(adamw_update, p, g, m, v, lr, weight_decay, betas, eps, t), ("p", "m", "v"))
+        right_p, right_m, right_v = right[t - 1]
+        compare(f"m after step {t}", m, right_m, mistakes=[
+            (right_m / (1 - beta1 ** t), "you returned the bias-corrected m_hat as m: keep the running mean m "
+                                         "itself as the state, and correct only what the update uses"),
+            (coupled[t - 1][1], l2_in_the_gradient)])
+        compare(f"v after step {t}", v, right_v, mistakes=[
+            (right_v / (1 - beta2 ** t), "you returned the bias-corrected v_hat as v: keep the running mean v "
+                                         "itself as the state, and correct only what the update uses"),
+            (coupled[t - 1][2], l2_in_the_gradient)])
+        compare(f"p after step {t}", p, right_p, mistakes=[
+            (uncorrected[t - 1][0], "you forgot the bias correction: your update equals the uncorrected one, "
+                                    "m / (sqrt(v) + eps) in place of m_hat / (sqrt(v_hat) + eps), with "
+                                    "m_hat = m / (1 - beta1^t) and v_hat = v / (1 - beta2^t)"),
+            (coupled[t - 1][0], l2_in_the_gradient),
+            (decayed_last[t - 1][0], "you decayed p after the Adam step; AdamW (and torch) shrinks p first, then "
+                                     "takes the step")])
+        p, m, v = (np.array(a, dtype=np.float64) for a in (p, m, v))
+    return f"p, m and v equal tinybert.optim.adamw_update's over {len(grads)} steps (lr {lr}, weight decay {weight_decay})"
+
+
+def check_project_conflicting(project_conflicting):
+    """Chapter 9: one task's gradient after PCGrad's projections."""
+    rng = np.random.default_rng(9)
+    conflicting = rng.standard_normal(8)
+    cases = [
+        [rng.standard_normal(8) for _ in range(4)],                                       # conflicts and agreements
+        [conflicting, -conflicting + 0.3 * rng.standard_normal(8)],                       # one conflict
+        [conflicting, conflicting + 0.3 * rng.standard_normal(8)],                        # none
+        [np.array([1.0, 0.0, 0.0]), np.array([-1.0, 1.0, 0.0]), np.array([0.0, -1.0, 0.0])],   # chapter 9's exercise 1
+    ]
+
+    def fold(g, others, project):
+        for other in others:
+            g = project(g, other)
+        return g
+
+    def tinybert_pcgrad(g, other):                 # with two tasks, PCGrad's order does not matter
+        return pcgrad.projected_grads([g, other], np.random.default_rng(0))[0]
+    for number, (g, *others) in enumerate(cases, start=1):
+        right = fold(g, others, tinybert_pcgrad)
+        yours = call(project_conflicting, g, others)
+        compare(f"case {number}'s projected gradient ({len(others)} other tasks)", yours, right, mistakes=[
+            (g, "you never projected: where g . g_j < 0, remove from g its component along g_j"),
+            (fold(g, others, lambda g, o: g - (g @ o) / (o @ o) * o),
+             "you projected when the gradients did not conflict: only where g . g_j < 0"),
+            (fold(g, others, lambda g, o: g - (g @ o) / (o @ o) * o if g @ o > 0 else g),
+             "you projected where the gradients agree and kept the conflicts: only where g . g_j < 0"),
+            (fold(g, others, lambda g, o: g - (g @ o) / np.sqrt(o @ o) * o if g @ o < 0 else g),
+             "the component of g along g_j is (g . g_j / |g_j|^2) g_j: divide by the squared length")])
+    return f"your projections equal tinybert.pcgrad.projected_grads's in {len(cases)} cases, with and without conflicts"
+
+
+def check_cosine_loss(cosine_loss):
+    """Chapter 11: the bi-encoder's loss, mean((cos(u, v) - label / 5)^2), and its gradients."""
+    rng = np.random.default_rng(11)
+    u, v = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
+    labels = np.array([4.2, 0.5, 2.8, 3.6])
+    right_loss, (right_u, right_v) = reference(
+        lambda u, v: F.mse_loss(F.cosine_similarity(u, v), labels / 5.0), [u, v], 1.0)
+    loss, grad_u, grad_v = outputs(call(cosine_loss, u, v, labels), ("loss", "grad_u", "grad_v"))
+    cos = (u * v).sum(-1) / np.linalg.norm(u, axis=-1) / np.linalg.norm(v, axis=-1)
+    compare("the loss", loss, right_loss, tolerance=1e-7, mistakes=[
+        (np.mean((cos - labels) ** 2), "you compared the cosine with the label itself; a cosine is at most 1, the "
+                                       "label runs to 5: use label / 5")])
+    residual = (2.0 / len(labels) * (cos - labels / 5.0))[:, None]          # dL/dcos, one per pair
+    for name, yours, right, x, other in [("grad_u", grad_u, right_u, u, v), ("grad_v", grad_v, right_v, v, u)]:
+        norms = np.linalg.norm(x, axis=-1, keepdims=True) * np.linalg.norm(other, axis=-1, keepdims=True)
+        compare(name, yours, right, tolerance=1e-7, mistakes=[
+            (residual * other / norms, "you left out - cos(u, v) * u / |u|^2: the gradient of a cosine has no "
+                                       "component along u itself (stretching u changes nothing)")])
+    return "the loss, grad_u and grad_v equal tinybert's cosine_similarity and mse_loss, differentiated by backward()"
+
+
+# ---------------------------------------------------------------- the table
+@dataclasses.dataclass
+class Exercise:
+    number: str          # the chapter's number, "01" .. "13"
+    name: str            # the function to write
+    chapter: str         # the chapter that teaches it
+    title: str           # what it is, in a few words
+    check: object        # check(learner's function) -> one line; raises NotYet
+
+    @property
+    def starter(self):
+        """The starter file the learner copies."""
+        return f"docs/exercises/{self.number}_{self.name}.py"
+
+
+EXERCISES = {exercise.number: exercise for exercise in [
+    Exercise("01", "mul_backward", "01-autograd.md", "the backward of mul, with broadcasting", check_mul_backward),
+    Exercise("02", "layer_norm_backward", "02-gradients.md", "layer norm's backward", check_layer_norm_backward),
+    Exercise("03", "numeric_gradient", "03-gradcheck.md", "a gradient by central differences", check_numeric_gradient),
+    Exercise("04", "attention", "04-bert.md", "scaled dot-product attention with the padding mask", check_attention),
+    Exercise("05", "hf_to_tinybert", "05-weights.md", "Hugging Face names and layouts to tinybert's",
+             check_hf_to_tinybert),
+    Exercise("06", "encode_pairs", "06-tokenization.md", "sentence pairs: special tokens, token types, padding, "
+             "truncation", check_encode_pairs),
+    Exercise("07", "bce_with_logits", "07-multitask.md", "binary cross entropy from logits, stable, with its gradient",
+             check_bce_with_logits),
+    Exercise("08", "adamw_update", "08-adamw.md", "one AdamW step", check_adamw_update),
+    Exercise("09", "project_conflicting", "09-pcgrad.md", "PCGrad's projection of one task's gradient",
+             check_project_conflicting),
+    Exercise("11", "cosine_loss", "11-cosine.md", "the cosine-similarity loss and its gradients", check_cosine_loss),
+]}
+
+
+# ---------------------------------------------------------------- running a check
+def check(number, path, out=sys.stdout):
+    """Check the learner's file ``path`` for exercise ``number``; print the verdict to ``out``.
+    Returns True when the answer is correct."""
+    exercise = EXERCISES[number]
+    print(f"Exercise {number}, {exercise.title} (docs/{exercise.chapter}): checking {path}", file=out)
+    try:
+        print(f"  correct: {exercise.check(load(path, exercise.name))}", file=out)
+        return True
+    except NotWritten:
+        print(f"  not written yet: {exercise.name}() still raises NotImplementedError. Write its body "
+              f"(docs/{exercise.chapter} explains it), then check again.", file=out)
+    except NotYet as wrong:
+        print(f"  not yet: {wrong}", file=out)
+    except LearnerError as failure:
+        print(_their_traceback(failure.error, path), file=out, end="")
+        where = _last_line_in(failure.error, path)
+        print(f"  your code raised {type(failure.error).__name__} while {failure.doing}"
+              f"{f' (line {where})' if where else ''}: {failure.error}", file=out)
+    return False
+
+
+def _frames_in(error, path):
+    frames = traceback.extract_tb(error.__traceback__)
+    mine = [i for i, frame in enumerate(frames) if os.path.abspath(frame.filename) == os.path.abspath(path)]
+    return frames, mine
+
+
+def _their_traceback(error, path):
+    """The traceback from the first frame in the learner's file on (the checker's own frames
+    before it are not theirs to read); a syntax error is all theirs."""
+    frames, mine = _frames_in(error, path)
+    shown = frames[mine[0]:] if mine else []
+    return ("Traceback (most recent call last):\n" + "".join(traceback.format_list(shown)) if shown else "") + \
+        "".join(traceback.format_exception_only(type(error), error))
+
+
+def _last_line_in(error, path):
+    frames, mine = _frames_in(error, path)
+    if mine:
+        return frames[mine[-1]].lineno
+    return getattr(error, "lineno", None) if isinstance(error, SyntaxError) else None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tools.exercises", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="every exercise, its chapter and its starter file")
+    checking = commands.add_parser("check", help="check your answer to one exercise")
+    checking.add_argument("number", choices=sorted(EXERCISES), help="the exercise: its chapter's number")
+    checking.add_argument("file", help="your copy of the starter file, its function written")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for exercise in EXERCISES.values():
+            print(f"{exercise.number}  {exercise.starter:<42} {exercise.title}")
+        return 0
+    if not os.path.isfile(args.file):
+        print(f"{args.file}: no such file (copy {EXERCISES[args.number].starter} and write its function)", file=sys.stderr)
+        return 2
+    return 0 if check(args.number, args.file) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
