@@ -2,7 +2,7 @@
 functions it names exist, and every chapter ends with exercises.
 
 - Every fenced block opened with ```python run is executed, in order, one namespace per
-  chapter, with the repository root as working directory. Other ```python blocks are
+  chapter (and per appendix, docs/performance.md), with the repository root as working directory. Other ```python blocks are
   illustrative and are not run.
 - Every relative link and image in docs/*.md must point at an existing file.
 - Every dotted name tinybert.module.attribute mentioned in docs/ must import and resolve.
@@ -24,6 +24,7 @@ from conftest import ROOT, data_dir
 
 DOCS = ROOT / "docs"
 CHAPTERS = sorted(DOCS.glob("[0-9][0-9]-*.md"))
+APPENDICES = [DOCS / "performance.md"]                # pages of the course outside the numbered chapters
 MARKDOWN = sorted(DOCS.glob("*.md"))
 FIGURE_LIMIT = 150 * 1024          # bytes: figures are committed, keep the repository light
 
@@ -42,7 +43,7 @@ def run_blocks(path):
 
 
 # ---------------------------------------------------------------- the snippets run
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda path: path.name)
+@pytest.mark.parametrize("chapter", CHAPTERS + APPENDICES, ids=lambda path: path.name)
 def test_chapter_code_runs(chapter, monkeypatch):
     """The chapter's runnable blocks, in order, in one namespace. Each block is compiled with
     the chapter's file name and padded to its line number, so a traceback points at the line
@@ -61,7 +62,7 @@ def test_chapter_code_runs(chapter, monkeypatch):
 def test_run_blocks_are_found():
     """Guard against a fence typo silently turning a chapter's blocks illustrative: every
     chapter runs something, and no fence carries an info string this file does not know."""
-    for chapter in CHAPTERS:
+    for chapter in CHAPTERS + APPENDICES:
         assert run_blocks(chapter), f"{chapter.name}: no ```python run block"
     for path in MARKDOWN:
         for block in FENCE.findall(path.read_text(encoding="utf-8")):
