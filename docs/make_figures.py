@@ -182,7 +182,8 @@ def finite_difference_error():
         best = int(np.argmin(errors))
         axes.annotate(f"best {errors[best]:.0e}\nat ε = {sweep[best]:.0e}", (sweep[best], errors[best]),
                       xytext=(0, -30), textcoords="offset points", ha="center", fontsize=9, color=color)
-    axes.loglog(sweep, sweep ** 2 * third / (6 * slope), "--", color=GREY, lw=1, label="truncation ε² |f'''| / (6 f')")
+    axes.loglog(sweep, sweep ** 2 * third / (6 * slope), "--", color=GREY, lw=1,
+                label="truncation ε² |f'''| / (6 f')")
     axes.axvline(EPS, color=GREEN, lw=1, label=f"gradcheck's EPS = {EPS:.0e} (float64)")
     axes.set_ylim(1e-14, 10.0)
     axes.invert_xaxis()                                            # smaller steps to the right
@@ -355,7 +356,8 @@ def learning_rate_schedule():
     steps = np.arange(total + 1)
     schedule = [optim.linear_warmup_decay(step, total, warmup, args["lr"]) for step in steps]
     logged = [json.loads(line) for line in open(os.path.join(FULL_RUN, "metrics.jsonl"), encoding="utf-8")]
-    logged = [(record["step"] - 1, record["lr"]) for record in logged if record["type"] == "step"]  # step k ran at lr(k-1)
+    logged = [(record["step"] - 1, record["lr"])                  # the record of step k holds lr(k - 1)
+              for record in logged if record["type"] == "step"]
     figure, axes = plt.subplots(figsize=(6.8, 3.6))
     axes.plot(steps, schedule, color=BLUE, lw=2, label="linear_warmup_decay(step, total, warm-up, peak)")
     axes.plot(*zip(*logged[::6]), "o", ms=3, color=ORANGE, label="lr logged by the full run (every 6th step)")

@@ -2,8 +2,8 @@
 functions it names exist, and every chapter ends with exercises.
 
 - Every fenced block opened with ```python run is executed, in order, one namespace per
-  chapter (and per appendix, docs/performance.md), with the repository root as working directory. Other ```python blocks are
-  illustrative and are not run.
+  chapter (and per appendix, docs/performance.md), with the repository root as working
+  directory. Other ```python blocks are illustrative and are not run.
 - Every relative link and image in docs/*.md must point at an existing file.
 - Every dotted name tinybert.module.attribute mentioned in docs/ must import and resolve.
 - Every test named as tests/test_x.py::test_name must exist.
@@ -334,9 +334,9 @@ def forward_uses(path):
         if defined <= number:
             continue
         flags = 0 if term in CASE_SENSITIVE else re.I
-        first = next(((line, paragraph) for line, paragraph in paragraphs if re.search(pattern, paragraph, flags)), None)
-        if first and not _names_chapter(first[1], defined):
-            found.append((first[0], term, defined))
+        uses = [(line, paragraph) for line, paragraph in paragraphs if re.search(pattern, paragraph, flags)]
+        if uses and not _names_chapter(uses[0][1], defined):
+            found.append((uses[0][0], term, defined))
     return found
 
 
@@ -352,10 +352,12 @@ def test_the_order_check_sees_a_forward_use(tmp_path):
     """The check above can fail: a first use of a later chapter's term is caught unless it names
     that chapter, and a use after a first one that points ahead is accepted."""
     unmarked = tmp_path / "07-example.md"
-    unmarked.write_text("Then the gradient is clipped and the optimiser, AdamW, steps.\n\nAdamW again.\n", encoding="utf-8")
+    unmarked.write_text("Then the gradient is clipped and the optimiser, AdamW, steps.\n\nAdamW again.\n",
+                        encoding="utf-8")
     assert forward_uses(unmarked) == [(1, "Adam", 8), (1, "gradient clipping", 8)]
     marked = tmp_path / "07-marked.md"
-    marked.write_text("Text.\n\nThe optimiser, AdamW (chapter 8), steps.\n\n```python\nAdamW(params)\n```\n", encoding="utf-8")
+    marked.write_text("Text.\n\nThe optimiser, AdamW (chapter 8), steps.\n\n```python\nAdamW(params)\n```\n",
+                      encoding="utf-8")
     assert forward_uses(marked) == []
     assert _names_chapter("chapters 5 and 8", 8) and _names_chapter("Chapter 8's optimiser", 8)
     assert not _names_chapter("chapter 18", 8) and not _names_chapter("chapter 8", 9)
