@@ -4,10 +4,14 @@
     .venv/bin/python docs/make_figures.py gelu.png   # just the ones named
 
 Every number in a figure is computed here by tinybert (the graph's values and gradients by
-backward(), the PCGrad vectors by tinybert.pcgrad, the attention map from the real
-all-MiniLM-L6-v2 weights, the training curves from a committed run's metrics.jsonl), never
-typed in. Run from the repository root; matplotlib
-(a dev dependency) draws with the Agg backend, so no display is needed.
+backward(), the finite-difference errors from tinybert's tanh and its backward, the PCGrad
+vectors by tinybert.pcgrad, the schedule by tinybert.optim, the attention map and the token
+strings from the real all-MiniLM-L6-v2 weights and tokenizer, the training curves from a
+committed run's metrics.jsonl), never typed in. The three diagrams (an encoder layer, the
+three heads, cross- against bi-encoder) label their boxes with sizes read from the model.
+Run from the repository root; matplotlib (a dev dependency) draws with the Agg backend, so no
+display is needed. Each figure is one function, registered in FIGURES under its file name: a
+new figure is a new function and a new entry.
 """
 import os
 import sys
@@ -21,13 +25,15 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repository root, so tinybert imports from a checkout
-from tinybert import Tensor, functional as F, ops, pcgrad, plot  # noqa: E402
+from tinybert import Tensor, functional as F, ops, optim, pcgrad, plot  # noqa: E402
 from tinybert.tensor import _topological_order  # noqa: E402
 
 OUTPUT = os.path.join(HERE, "figures")      # tests/test_docs.py points this at a scratch folder
 WEIGHTS = os.path.join("weights", "all-MiniLM-L6-v2")
 SENTENCE = "The cat sat on the mat because it was tired."
-BLUE, ORANGE, GREEN, GREY = "#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f"
+PAIR = ("A man plays a guitar.", "A man is playing the guitar.")
+FULL_RUN = os.path.join(HERE, "results", "full")
+BLUE, ORANGE, GREEN, GREY, RED = "#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f", "#d62728"
 
 
 def save(figure, name):
@@ -37,6 +43,40 @@ def save(figure, name):
     figure.savefig(path, dpi=90, metadata={"Software": None})
     plt.close(figure)
     print(f"wrote {os.path.relpath(path)} ({os.path.getsize(path) // 1024} KB)")
+
+
+# ---------------------------------------------------------------- diagram pieces
+def box(axes, center, text, color=BLUE, width=2.6, height=0.7, fontsize=9, fill="#ffffff"):
+    """A rounded box with centred text; returns its (left, right, bottom, top) for arrows."""
+    x, y = center
+    axes.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.05",
+                                  facecolor=fill, edgecolor=color, lw=1.5))
+    axes.text(x, y, text, ha="center", va="center", fontsize=fontsize)
+    return x - width / 2, x + width / 2, y - height / 2, y + height / 2
+
+
+def link(axes, start, end, color="black", style="-", lw=1.2, text=None, fontsize=8.5):
+    """An arrow from start to end, optionally labelled at its middle."""
+    axes.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=11, color=color, lw=lw,
+                                   linestyle=style, shrinkA=0, shrinkB=0))
+    if text:
+        axes.text((start[0] + end[0]) / 2 + 0.1, (start[1] + end[1]) / 2, text, fontsize=fontsize,
+                  color=color, va="center")
+
+
+def diagram_axes(axes, xlim, ylim, title):
+    axes.set_xlim(*xlim)
+    axes.set_ylim(*ylim)
+    axes.set_aspect("equal")
+    axes.axis("off")
+    axes.set_title(title, fontsize=10)
+
+
+def minilm_sizes():
+    """(C, I, layers) of all-MiniLM-L6-v2, from its config.json."""
+    from tinybert.model import BertConfig
+    config = BertConfig.from_json(os.path.join(WEIGHTS, "config.json"))
+    return config.hidden_size, config.intermediate_size, config.num_hidden_layers
 
 
 # ---------------------------------------------------------------- chapter 1
@@ -114,7 +154,96 @@ def gelu():
     save(figure, "gelu.png")
 
 
+# ---------------------------------------------------------------- chapter 3
+def finite_difference_error():
+    """The V of chapter 3: relative error of the central difference of tinybert's tanh at
+    x = 0.7 against the exact derivative (its backward, in float64), over eps, in float32 and
+    float64; beside them the two error models the chapter derives, truncation
+    eps^2 |f'''| / (6 f') and rounding u |f| / (eps f') for the unit roundoff u of each type."""
+    from tinybert.gradcheck import EPS
+    point = Tensor(np.array(0.7), requires_grad=True)
+    value = ops.tanh(point)
+    value.backward()
+    slope, t = float(point.grad), float(value.data)
+    third = abs((6 * t * t - 2) * (1 - t * t))                    # tanh''' = (6 tanh^2 - 2)(1 - tanh^2)
+    sweep = 10.0 ** -np.arange(1.0, 12.01, 0.125)
+    figure, axes = plt.subplots(figsize=(6.8, 5.2))
+    for dtype, color in ((np.float32, ORANGE), (np.float64, BLUE)):
+        x, errors = dtype(0.7), []
+        for eps in sweep:
+            step = dtype(eps)
+            ahead, behind = (ops.tanh(Tensor(np.array(x + sign * step))).data for sign in (1, -1))
+            errors.append(max(abs(float((ahead - behind) / (2 * step)) - slope) / slope, 1e-17))  # 0 has no log
+        errors = np.array(errors)
+        name = np.dtype(dtype).name
+        axes.loglog(sweep, errors, "o-", ms=2.5, lw=1.2, color=color, label=f"{name}: measured")
+        axes.loglog(sweep, np.finfo(dtype).eps / 2 * t / (sweep * slope), ":", color=color, lw=1,
+                    label=f"{name}: rounding u·|f| / (ε f')")
+        best = int(np.argmin(errors))
+        axes.annotate(f"best {errors[best]:.0e}\nat ε = {sweep[best]:.0e}", (sweep[best], errors[best]),
+                      xytext=(0, -30), textcoords="offset points", ha="center", fontsize=9, color=color)
+    axes.loglog(sweep, sweep ** 2 * third / (6 * slope), "--", color=GREY, lw=1,
+                label="truncation ε² |f'''| / (6 f')")
+    axes.axvline(EPS, color=GREEN, lw=1, label=f"gradcheck's EPS = {EPS:.0e} (float64)")
+    axes.set_ylim(1e-14, 10.0)
+    axes.invert_xaxis()                                            # smaller steps to the right
+    axes.set_xlabel("ε, the step of the central difference (smaller to the right)", fontsize=9)
+    axes.set_ylabel("relative error of d tanh/dx at x = 0.7", fontsize=9)
+    axes.tick_params(labelsize=9)
+    axes.legend(fontsize=8.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    axes.set_title("Central differences: truncation falls as ε², rounding grows as 1/ε", fontsize=10)
+    figure.tight_layout()
+    save(figure, "finite_difference_error.png")
+
+
 # ---------------------------------------------------------------- chapter 4
+def residual_layer(axes, post_norm, C, I):
+    """One encoder layer as boxes, bottom to top: the residual stream straight up on the left (in
+    red, the identity path), each sublayer as a branch on the right that rejoins it at a "+";
+    post-norm (BERT's) or pre-norm. Returns the height it used."""
+    stream_x, branch_x = -0.9, 1.2
+    y = 0.0
+    stream = box(axes, (stream_x, y), f"x  (B, T, C = {C})", color=GREY, width=2.4)
+    for sublayer in ("self-attention\n+ dropout", f"FFN {C} → {I} → {C}\n+ dropout"):
+        pieces = ([("LayerNorm", ORANGE)] if not post_norm else []) + [(sublayer, BLUE)]
+        start = (min(stream_x + 0.6, stream[1]), stream[3])        # the branch leaves the stream here
+        for k, (text, color) in enumerate(pieces):
+            piece = box(axes, (branch_x, y + 1.2 * (k + 1)), text, color=color, width=2.4, height=0.75)
+            link(axes, start, (branch_x, piece[2]))
+            start = (branch_x, piece[3])
+        y += 1.2 * (len(pieces) + 1)
+        plus = box(axes, (stream_x, y), "+", color="black", width=0.55, height=0.55, fontsize=11)
+        link(axes, start, (plus[1], y))
+        link(axes, (stream_x, stream[3]), (stream_x, plus[2]), color=RED, lw=2.2)
+        stream = plus
+        if post_norm:                                              # post-norm: the sum itself is normalised
+            y += 1.1
+            stream = box(axes, (stream_x, y), "LayerNorm", color=RED, width=1.9, fill="#fde8e8")
+            link(axes, (stream_x, plus[3]), (stream_x, stream[2]), color=RED, lw=2.2)
+    y += 1.3
+    label = "to the next layer" if post_norm else "to the next layer\n(one LayerNorm after the last)"
+    out = box(axes, (stream_x, y), label, color=GREY, width=2.6, height=0.8)
+    link(axes, (stream_x, stream[3]), (stream_x, out[2]), color=RED, lw=2.2)
+    return y
+
+
+def encoder_layer():
+    """tinybert.model.EncoderLayer (post-norm) beside the pre-norm arrangement: on which the
+    identity path of the residual connections meets a LayerNorm."""
+    C, I, _ = minilm_sizes()
+    figure, panels = plt.subplots(1, 2, figsize=(9.6, 7.0))
+    for axes, post_norm, title in ((panels[0], True, "post-norm (BERT, tinybert.model.EncoderLayer)\n"
+                                                      "y = LayerNorm(x + f(x))"),
+                                   (panels[1], False, "pre-norm (for comparison)\ny = x + f(LayerNorm(x))")):
+        top = residual_layer(axes, post_norm, C, I)
+        diagram_axes(axes, (-2.7, 2.7), (-0.6, top + 0.7), title)
+    figure.text(0.5, 0.02, "red, on the left: the residual stream, the identity path from input to output.\n"
+                "Post-norm passes it through two LayerNorms in every layer; pre-norm through none.",
+                ha="center", fontsize=9.5, color=RED)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    save(figure, "encoder_layer.png")
+
+
 def layer0_attention(model, encoded):
     """The attention probabilities (nh, T, T) of layer 0 for one sentence, following
     tinybert.model.SelfAttention.forward step by step on the model's own parameters."""
@@ -130,71 +259,210 @@ def layer0_attention(model, encoded):
 
 
 def attention_map():
-    """Layer 0 of all-MiniLM-L6-v2 on one sentence, every head."""
+    """Layer 0 of all-MiniLM-L6-v2 on one sentence, every head, one shared colour scale."""
     from tinybert import BertModel, no_grad
     from tinybert.tokenizer import Tokenizer
     model = BertModel.from_pretrained(WEIGHTS).eval()
     tokenizer = Tokenizer.from_folder(WEIGHTS)
     encoded = tokenizer.encode([SENTENCE])
-    vocab = open(os.path.join(WEIGHTS, "vocab.txt"), encoding="utf-8").read().splitlines()
-    tokens = [vocab[i] for i in encoded["input_ids"][0]]
+    tokens = token_strings(encoded["input_ids"][0])
     with no_grad():
         probs = layer0_attention(model, encoded)
     heads = probs.shape[0]
     columns = 4
-    figure, grid = plt.subplots((heads + columns - 1) // columns, columns, figsize=(10, 7.6))
+    figure, grid = plt.subplots((heads + columns - 1) // columns, columns, figsize=(12.5, 10.4), layout="constrained")
     for head, axes in enumerate(grid.flat):
-        axes.imshow(probs[head], cmap="Blues", vmin=0.0, vmax=1.0)
-        axes.set_title(f"head {head}", fontsize=8, pad=2)
+        image = axes.imshow(probs[head], cmap="Blues", vmin=0.0, vmax=1.0)
+        axes.set_title(f"head {head}", fontsize=10, pad=3)
         axes.set_xticks(range(len(tokens)))
         axes.set_yticks(range(len(tokens)))
         bottom, left = head >= heads - columns, head % columns == 0
-        axes.set_xticklabels(tokens if bottom else [], rotation=90, fontsize=6)
-        axes.set_yticklabels(tokens if left else [], fontsize=6)
+        axes.set_xticklabels(tokens if bottom else [], rotation=90, fontsize=9)
+        axes.set_yticklabels(tokens if left else [], fontsize=9)
         axes.tick_params(length=0)
-    figure.suptitle(f'all-MiniLM-L6-v2, layer 0: attention probabilities for "{SENTENCE}"\n'
-                    "row = the token attending (query), column = the token attended to (key); each row sums to 1",
-                    fontsize=9)
-    figure.tight_layout()
+        if bottom:
+            axes.set_xlabel("key: the token attended to", fontsize=9)
+        if left:
+            axes.set_ylabel("query: the token attending", fontsize=9)
+    bar = figure.colorbar(image, ax=grid, shrink=0.6, pad=0.02)
+    bar.set_label("attention probability (each row sums to 1)", fontsize=10)
+    bar.ax.tick_params(labelsize=9)
+    figure.suptitle(f'all-MiniLM-L6-v2, layer 0: attention probabilities of its {heads} heads for "{SENTENCE}"',
+                    fontsize=11)
     save(figure, "attention_layer0.png")
 
 
+def two_lines(text):
+    """The words of ``text`` split evenly over two lines, to fit a box."""
+    words = text.split()
+    return " ".join(words[:len(words) // 2]) + "\n" + " ".join(words[len(words) // 2:])
+
+
+def token_strings(ids):
+    """The vocabulary entries of a row of token ids."""
+    vocab = open(os.path.join(WEIGHTS, "vocab.txt"), encoding="utf-8").read().splitlines()
+    return [vocab[i] for i in ids]
+
+
+# ---------------------------------------------------------------- chapter 7
+def multitask_heads():
+    """One shared encoder, three heads, three losses: tinybert.multitask.MultitaskBert, its head
+    sizes read from a MultitaskBert on MiniLM's config."""
+    from tinybert import BertModel
+    from tinybert.model import BertConfig
+    from tinybert.multitask import MultitaskBert
+    config = BertConfig.from_json(os.path.join(WEIGHTS, "config.json"))
+    model = MultitaskBert(BertModel(config))
+    C = config.hidden_size
+    heads = {"sst": model.sentiment_head, "para": model.paraphrase_head, "sts": model.similarity_head}
+    rows = {"sst": ("sst: one sentence\n[CLS] s [SEP]", "logits (B, {})", "cross entropy", BLUE),
+            "para": ("para: two questions\n[CLS] a [SEP] b [SEP]", "logit (B,)", "binary cross entropy", ORANGE),
+            "sts": ("sts: two sentences\n[CLS] a [SEP] b [SEP]", "score (B,)", "mean squared error", GREEN)}
+    figure, axes = plt.subplots(figsize=(11.5, 5.4))
+    encoder = box(axes, (4.3, 2.0), f"shared BERT encoder\n{config.num_hidden_layers} layers, C = {C}\n\n"
+                  "one forward and backward\nfor each task's batch", color=GREY, width=2.6, height=5.0, fontsize=9.5,
+                  fill="#f2f2f2")
+    for row, (task, (source, output, loss, color)) in enumerate(rows.items()):
+        y = 4.0 - 2.0 * row
+        inputs = box(axes, (0.6, y), source, color=color, width=2.9, height=0.9)
+        link(axes, (inputs[1], y), (encoder[0], y), color=color)
+        pool = box(axes, (7.3, y), "masked mean\nof the tokens (B, C)", color=color, width=2.2, height=0.9)
+        link(axes, (encoder[1], y), (pool[0], y), color=color)
+        size_in, size_out = heads[task].weight.shape
+        head = box(axes, (10.1, y), f"Dropout, Linear({size_in}, {size_out})\n→ {output.format(size_out)}",
+                   color=color, width=2.6, height=0.9)
+        link(axes, (pool[1], y), (head[0], y), color=color)
+        target = box(axes, (12.9, y), loss, color=color, width=2.1, height=0.6)
+        link(axes, (head[1], y), (target[0], y), color=color)
+    bottom = target[2]                                            # the sts loss box, the lowest
+    axes.plot([12.9, 12.9, 4.3], [bottom, -1.0, -1.0], color=RED, lw=1.5, ls="--")
+    link(axes, (4.3, -1.0), (4.3, encoder[2]), color=RED, style="--", lw=1.5)
+    axes.text(8.6, -1.2, "backward: each loss's gradient reaches its own head and the shared encoder;\n"
+              "in the encoder the three add up (chapter 7) or PCGrad combines them (chapter 9)",
+              ha="center", va="top", fontsize=9, color=RED)
+    diagram_axes(axes, (-1.0, 14.2), (-2.0, 4.7), "tinybert.multitask.MultitaskBert: one encoder, three heads")
+    figure.tight_layout()
+    save(figure, "multitask_heads.png")
+
+
+# ---------------------------------------------------------------- chapter 8
+def learning_rate_schedule():
+    """tinybert.optim.linear_warmup_decay for the settings of the committed full run, and the
+    learning rate that run logged at each step (metrics.jsonl), which must lie on it."""
+    import json
+    args = json.load(open(os.path.join(FULL_RUN, "args.json"), encoding="utf-8"))
+    total = args["epochs"] * args["steps_per_epoch"]
+    warmup = int(args["warmup"] * total)
+    steps = np.arange(total + 1)
+    schedule = [optim.linear_warmup_decay(step, total, warmup, args["lr"]) for step in steps]
+    logged = [json.loads(line) for line in open(os.path.join(FULL_RUN, "metrics.jsonl"), encoding="utf-8")]
+    logged = [(record["step"] - 1, record["lr"])                  # the record of step k holds lr(k - 1)
+              for record in logged if record["type"] == "step"]
+    figure, axes = plt.subplots(figsize=(6.8, 3.6))
+    axes.plot(steps, schedule, color=BLUE, lw=2, label="linear_warmup_decay(step, total, warm-up, peak)")
+    axes.plot(*zip(*logged[::6]), "o", ms=3, color=ORANGE, label="lr logged by the full run (every 6th step)")
+    axes.axvline(warmup, color=GREY, lw=1, ls=":")
+    axes.annotate(f"warm-up ends: step {warmup}\n({args['warmup']:.0%} of {total})", (warmup, args["lr"]),
+                  xytext=(30, -30), textcoords="offset points", fontsize=9, va="top")
+    axes.set_xlabel("optimizer step", fontsize=9)
+    axes.set_ylabel("learning rate", fontsize=9)
+    axes.tick_params(labelsize=9)
+    axes.legend(fontsize=8.5, loc="lower center", frameon=False)
+    axes.set_title(f"The schedule of the default recipe: peak {args['lr']:g}, {total} steps", fontsize=10)
+    figure.tight_layout()
+    save(figure, "learning_rate_schedule.png")
+
+
 # ---------------------------------------------------------------- chapter 9
+PCGRAD_EXAMPLE = (np.array([1.0, 0.0]), np.array([-2.0, 1.0]))   # chapter 9 asserts its numbers
+
+
 def pcgrad_projection():
-    """Two conflicting 2-D gradients, each projected off the other, and the two sums."""
-    g1, g2 = np.array([1.0, 0.0]), np.array([-1.0, 1.0])
+    """Two conflicting 2-D gradients, each projected off the other (left), and the two updates,
+    each drawn as its two terms head to tail and their sum (right)."""
+    g1, g2 = PCGRAD_EXAMPLE
     p1, p2 = pcgrad.projected_grads([g1, g2], np.random.default_rng(0))
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 4.2))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.9))
 
-    def arrow(axes, vector, color, label, start=(0, 0), style="-"):
+    def arrow(axes, vector, color, label, start=(0, 0), style="-", width=2.0):
         axes.annotate("", xy=(start[0] + vector[0], start[1] + vector[1]), xytext=start,
-                      arrowprops={"arrowstyle": "-|>", "color": color, "lw": 2, "ls": style})
-        axes.plot([], [], color=color, lw=2, ls=style, label=label)
+                      arrowprops={"arrowstyle": "-|>", "color": color, "lw": width, "ls": style,
+                                  "shrinkA": 0, "shrinkB": 0})
+        axes.plot([], [], color=color, lw=width, ls=style, label=label)
 
-    normal = np.array([g2[1], -g2[0]]) / np.linalg.norm(g2)
-    left.plot(*np.outer([-1.6, 1.6], normal).T, color=GREY, lw=1, ls=":", label="the line perpendicular to g2")
     arrow(left, g1, BLUE, "g1 (task 1)")
     arrow(left, g2, ORANGE, "g2 (task 2)")
     arrow(left, p1, BLUE, "g1' = g1 − (g1·g2 / |g2|²) g2", style="--")
-    removed = p1 - g1
-    arrow(left, removed, GREY, "the removed part (along g2)", start=g1)
-    left.set_title("g1 · g2 < 0: project g1 onto the line perpendicular to g2", fontsize=10)
+    arrow(left, p2, ORANGE, "g2' = g2 − (g1·g2 / |g1|²) g1", style="--")
+    arrow(left, p1 - g1, GREY, "what each projection removed", start=g1, width=1.2)
+    arrow(left, p2 - g2, GREY, None, start=g2, width=1.2)
+    left.set_title("g1 · g2 < 0: each projected off the other\n(g1' ⊥ g2, g2' ⊥ g1)", fontsize=10)
 
-    arrow(right, g1, BLUE, "g1")
-    arrow(right, g2, ORANGE, "g2")
-    arrow(right, g1 + g2, GREY, "plain sum g1 + g2")
-    arrow(right, p1 + p2, GREEN, "PCGrad g1' + g2'")
-    arrow(right, p2, ORANGE, "g2' (g2 projected off g1)", style="--")
-    right.set_title("the update: plain sum vs PCGrad", fontsize=10)
+    arrow(right, g1, BLUE, "g1", width=1.4)
+    arrow(right, g2, ORANGE, "g2, from the tip of g1", start=g1, width=1.4)
+    arrow(right, g1 + g2, GREY, f"plain sum g1 + g2 = ({g1[0] + g2[0]:g}, {g1[1] + g2[1]:g})", width=2.5)
+    arrow(right, p1, BLUE, "g1'", style="--", width=1.4)
+    arrow(right, p2, ORANGE, "g2', from the tip of g1'", start=p1, style="--", width=1.4)
+    total = p1 + p2
+    arrow(right, total, GREEN, f"PCGrad sum g1' + g2' = ({total[0]:g}, {total[1]:g})", width=2.5)
+    right.set_title("the update: plain sum against PCGrad", fontsize=10)
     for axes in (left, right):
-        axes.set_xlim(-1.6, 1.6)
-        axes.set_ylim(-0.6, 1.8)
+        axes.set_xlim(-2.3, 1.5)
+        axes.set_ylim(-0.3, 1.7)
         axes.set_aspect("equal")
         axes.axhline(0, color="black", lw=0.4)
         axes.axvline(0, color="black", lw=0.4)
-        axes.legend(loc="upper left", fontsize=7.5, frameon=False)
+        axes.tick_params(labelsize=9)
+        handles = [h for h in axes.get_legend_handles_labels()[0] if not h.get_label().startswith("_")]
+        axes.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8.5,
+                    frameon=False)
     figure.tight_layout()
     save(figure, "pcgrad_projection.png")
+
+
+# ---------------------------------------------------------------- chapter 11
+def cross_and_bi_encoder():
+    """The two arrangements of chapter 11 on one STS pair: the tokens each feeds the encoder
+    (from tinybert's tokenizer), and the untrained MiniLM's cosine of the pair (tinybert)."""
+    from tinybert import BertModel, no_grad
+    from tinybert.tokenizer import Tokenizer
+    tokenizer = Tokenizer.from_folder(WEIGHTS)
+    model = BertModel.from_pretrained(WEIGHTS).eval()
+    C, _, _ = minilm_sizes()
+    together = " ".join(token_strings(tokenizer.encode([PAIR[0]], [PAIR[1]])["input_ids"][0]))
+    apart = [tokenizer.encode([sentence]) for sentence in PAIR]
+    with no_grad():
+        pooled = [F.masked_mean(model(e["input_ids"], e["attention_mask"]).last_hidden_state, e["attention_mask"])
+                  for e in apart]
+    cosine = F.cosine_similarity(*pooled).item()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11.5, 5.6))
+    box(left, (0, 0), two_lines(together), color=GREY, width=5.4, height=0.9)
+    encoder = box(left, (0, 1.7), "BERT encoder: attention between the\ntokens of both sentences, in every layer",
+                  width=5.0, height=0.9)
+    link(left, (0, 0.45), (0, encoder[2]))
+    pool = box(left, (0, 3.2), f"masked mean (1, C = {C})", width=3.2)
+    link(left, (0, encoder[3]), (0, pool[2]))
+    head = box(left, (0, 4.5), f"Linear({C}, 1), trained from scratch", color=ORANGE, width=3.6)
+    link(left, (0, pool[3]), (0, head[2]))
+    out = box(left, (0, 5.7), "similarity score", color=GREY, width=2.4)
+    link(left, (0, head[3]), (0, out[2]))
+    diagram_axes(left, (-3.0, 3.0), (-0.7, 6.3), "cross-encoder (chapter 7): one pass over the pair")
+
+    score = box(right, (0, 4.5), "cos(u, v), no new parameters", color=GREEN, width=3.2)
+    for x, encoded, name in ((-1.5, apart[0], "u"), (1.5, apart[1], "v")):
+        box(right, (x, 0), two_lines(" ".join(token_strings(encoded["input_ids"][0]))), color=GREY, width=2.8,
+            height=0.9)
+        encoder = box(right, (x, 1.7), "BERT encoder\n(the same weights)", width=2.6, height=0.9)
+        link(right, (x, 0.45), (x, encoder[2]))
+        pool = box(right, (x, 3.2), f"masked mean: {name} (C = {C})", width=2.8)
+        link(right, (x, encoder[3]), (x, pool[2]))
+        link(right, (x, pool[3]), (0.6 * np.sign(x), score[2]))
+    out = box(right, (0, 5.7), f"5 · cos = {5 * cosine:.2f} here,\nMiniLM before any fine-tuning", color=GREY,
+              width=3.4, height=0.8)
+    link(right, (0, score[3]), (0, out[2]))
+    diagram_axes(right, (-3.0, 3.0), (-0.7, 6.3), "bi-encoder (chapter 11, --cos): one pass per sentence")
+    figure.tight_layout()
+    save(figure, "cross_and_bi_encoder.png")
 
 
 # ---------------------------------------------------------------- chapter 12
@@ -202,15 +470,20 @@ def full_run_curves():
     """The curves of the committed full-recipe run (docs/results/full), drawn by tinybert.plot."""
     path = os.path.join(OUTPUT, "full_curves.png")
     os.makedirs(OUTPUT, exist_ok=True)
-    plot.plot_run(os.path.join(HERE, "results", "full"), out=path, dpi=60)
+    plot.plot_run(FULL_RUN, out=path, dpi=60)
     print(f"wrote {os.path.relpath(path)} ({os.path.getsize(path) // 1024} KB)")
 
 
 FIGURES = {
     "computation_graph.png": computation_graph,
     "gelu.png": gelu,
+    "finite_difference_error.png": finite_difference_error,
+    "encoder_layer.png": encoder_layer,
     "attention_layer0.png": attention_map,
+    "multitask_heads.png": multitask_heads,
+    "learning_rate_schedule.png": learning_rate_schedule,
     "pcgrad_projection.png": pcgrad_projection,
+    "cross_and_bi_encoder.png": cross_and_bi_encoder,
     "full_curves.png": full_run_curves,
 }
 

@@ -2,8 +2,8 @@
 functions it names exist, and every chapter ends with exercises.
 
 - Every fenced block opened with ```python run is executed, in order, one namespace per
-  chapter, with the repository root as working directory. Other ```python blocks are
-  illustrative and are not run.
+  chapter (and per appendix, docs/performance.md), with the repository root as working
+  directory. Other ```python blocks are illustrative and are not run.
 - Every relative link and image in docs/*.md must point at an existing file.
 - Every dotted name tinybert.module.attribute mentioned in docs/ must import and resolve.
 - Every test named as tests/test_x.py::test_name must exist.
@@ -24,6 +24,7 @@ from conftest import ROOT, data_dir
 
 DOCS = ROOT / "docs"
 CHAPTERS = sorted(DOCS.glob("[0-9][0-9]-*.md"))
+APPENDICES = [DOCS / "performance.md"]                # pages of the course outside the numbered chapters
 MARKDOWN = sorted(DOCS.glob("*.md"))
 FIGURE_LIMIT = 150 * 1024          # bytes: figures are committed, keep the repository light
 
@@ -42,7 +43,7 @@ def run_blocks(path):
 
 
 # ---------------------------------------------------------------- the snippets run
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda path: path.name)
+@pytest.mark.parametrize("chapter", CHAPTERS + APPENDICES, ids=lambda path: path.name)
 def test_chapter_code_runs(chapter, monkeypatch):
     """The chapter's runnable blocks, in order, in one namespace. Each block is compiled with
     the chapter's file name and padded to its line number, so a traceback points at the line
@@ -61,7 +62,7 @@ def test_chapter_code_runs(chapter, monkeypatch):
 def test_run_blocks_are_found():
     """Guard against a fence typo silently turning a chapter's blocks illustrative: every
     chapter runs something, and no fence carries an info string this file does not know."""
-    for chapter in CHAPTERS:
+    for chapter in CHAPTERS + APPENDICES:
         assert run_blocks(chapter), f"{chapter.name}: no ```python run block"
     for path in MARKDOWN:
         for block in FENCE.findall(path.read_text(encoding="utf-8")):
@@ -276,3 +277,87 @@ def test_ablation_table_equals_the_committed_json():
     assert sorted((r["config"], r["seed"]) for r in results["runs"]) == sorted(
         (config, seed) for config in ablation.CONFIGS for seed in (1, 2, 3))
     assert ablation.markdown_table(results) in (DOCS / "12-results.md").read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- order of terms
+# Key terms of the course and the chapter that explains each (docs/README.md: a chapter uses only
+# terms explained before it, or says which later chapter explains them).
+TERMS = {
+    "logits": (2, r"\blogits?\b"),
+    "softmax": (2, r"\bsoftmax\b"),
+    "layer norm": (2, r"\blayer[ _]?norm"),
+    "GELU": (2, r"\bGELU\b"),
+    "dropout": (4, r"\bdropout\b"),
+    "attention": (4, r"\battention\b"),
+    "fine-tuning": (4, r"\bfine-tun"),
+    "from_pretrained": (5, r"\bfrom_pretrained\b"),
+    "safetensors": (5, r"\bsafetensors\b"),
+    "epoch": (5, r"\bepochs?\b"),
+    "tokenizer": (6, r"\btokeni[sz]er\b"),
+    "WordPiece": (6, r"\bWordPiece\b"),
+    "[CLS]": (6, r"\[CLS\]"),
+    "[SEP]": (6, r"\[SEP\]"),
+    "[PAD]": (6, r"\[PAD\]"),
+    "cross-encoder": (7, r"\bcross-encoder"),
+    "mean pooling": (7, r"\bmean pool|\bmasked_mean\b"),
+    "Pearson correlation": (7, r"\bPearson\b"),
+    "Adam": (8, r"\bAdam(?:W)?\b"),
+    "gradient clipping": (8, r"\bclip_grad_norm\b|\bgradients? (?:is |are )?clipped\b|\bgradient clipping\b|--clip\b"),
+    "warm-up": (8, r"\bwarm-?up\b"),
+    "PCGrad": (9, r"\bPCGrad\b"),
+    "SMART": (10, r"\bSMART\b"),
+    "Bregman": (10, r"\bBregman\b"),
+    "bi-encoder": (11, r"\bbi-encoder"),
+    "Sentence-BERT": (11, r"\bSentence-BERT\b"),
+    "cosine similarity": (11, r"\bcosine[_ ]similarity\b"),
+    "fast path": (13, r"\bfast (?:path|kernel)s?\b"),
+}
+CASE_SENSITIVE = {"GELU", "WordPiece", "PCGrad", "SMART", "Bregman", "Sentence-BERT", "Adam"}
+
+
+def _names_chapter(paragraph, number):
+    """Whether a paragraph points at chapter ``number``: "chapter 6", "chapters 5 and 6", "(chapter 5-6)"."""
+    return re.search(rf"\bchapters?\s+(?:\d+\s*(?:,|and|-|–)\s*)*0?{number}\b", paragraph, re.I) is not None
+
+
+def forward_uses(path):
+    """[(line, term, defining chapter)]: the terms that chapter ``path`` uses before the chapter
+    that explains them, where their first use does not say which chapter that is. The first use
+    is the first paragraph (run of non-blank lines, prose or code) holding the term; once it has
+    pointed ahead ("a tokenizer, chapter 6, turns text into ids"), later uses need not repeat it."""
+    number = int(path.name[:2])
+    text = path.read_text(encoding="utf-8")
+    paragraphs = [(text.count("\n", 0, match.start()) + 1, match.group(0))
+                  for match in re.finditer(r"(?:[^\n]+\n?)+", text)]
+    found = []
+    for term, (defined, pattern) in TERMS.items():
+        if defined <= number:
+            continue
+        flags = 0 if term in CASE_SENSITIVE else re.I
+        uses = [(line, paragraph) for line, paragraph in paragraphs if re.search(pattern, paragraph, flags)]
+        if uses and not _names_chapter(uses[0][1], defined):
+            found.append((uses[0][0], term, defined))
+    return found
+
+
+def test_terms_are_explained_before_they_are_used():
+    """Every chapter uses a key term only if an earlier chapter (or itself) explains it, or if
+    its first use says which later chapter does (docs/README.md's promise about the order)."""
+    early = [f"{path.name}:{line}: {term!r} (explained in chapter {defined})"
+             for path in CHAPTERS for line, term, defined in forward_uses(path)]
+    assert not early, "terms used before the chapter that explains them:\n" + "\n".join(early)
+
+
+def test_the_order_check_sees_a_forward_use(tmp_path):
+    """The check above can fail: a first use of a later chapter's term is caught unless it names
+    that chapter, and a use after a first one that points ahead is accepted."""
+    unmarked = tmp_path / "07-example.md"
+    unmarked.write_text("Then the gradient is clipped and the optimiser, AdamW, steps.\n\nAdamW again.\n",
+                        encoding="utf-8")
+    assert forward_uses(unmarked) == [(1, "Adam", 8), (1, "gradient clipping", 8)]
+    marked = tmp_path / "07-marked.md"
+    marked.write_text("Text.\n\nThe optimiser, AdamW (chapter 8), steps.\n\n```python\nAdamW(params)\n```\n",
+                      encoding="utf-8")
+    assert forward_uses(marked) == []
+    assert _names_chapter("chapters 5 and 8", 8) and _names_chapter("Chapter 8's optimiser", 8)
+    assert not _names_chapter("chapter 18", 8) and not _names_chapter("chapter 8", 9)

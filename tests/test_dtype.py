@@ -1,7 +1,7 @@
 """float32 stays float32: one training step of a small BertModel (dropout on, cross-entropy
 head, AdamW) must not make a single float64 array. A stray float64 (an np.float64 scalar, a
 float64 constant) silently doubles the memory and roughly halves the speed of every op after
-it (docs/performance.md). Every op output is recorded by wrapping Tensor.from_op for the
+it (docs/performance-log.md). Every op output is recorded by wrapping Tensor.from_op for the
 duration of the test; gradients, optimizer moments and parameters are checked after the step."""
 import numpy as np
 import pytest

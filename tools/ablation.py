@@ -1,4 +1,5 @@
-"""The ablation table of the report: every configuration, several seeds, mean ± std.
+"""The ablation table of the report (Josiah Griggs, "Enhancing Multi-Task Learning with BERT",
+Stanford CS224N Default Project report): every configuration, several seeds, mean ± std.
 Run from the repository root (``-m`` puts it on the module path, where train.py is):
 
     python -m tools.ablation --epochs 1 --steps_per_epoch 60 -- --data_dir ../shared/data --max_len 64   # train.py's recipe, shortened

@@ -6,8 +6,8 @@ is replaced, while the fast path is on (``TINYBERT_FAST=1``, the default, or
 ``paths.use_fast_path(True)``), by the kernel of the same name in ``KERNELS`` below, which
 computes the same result to float32 rounding (tests/test_paths.py compares every one):
 
-| reference                 | fast kernel                         | what it buys (docs/performance.md) |
-|---------------------------|-------------------------------------|------------------------------------|
+| reference                 | fast kernel                         | what it buys (docs/performance-log.md) |
+|---------------------------|-------------------------------------|----------------------------------------|
 | ``ops.matmul``            | ``fast.ops.matmul``                 | x @ W as one BLAS call; attention's stacks row-major, split among the cores |
 | ``functional.softmax``    | ``fast.functional.softmax``         | in place: one full-size array, not three |
 | ``functional.layer_norm`` | ``fast.functional.layer_norm``      | in place, one scratch array in backward |

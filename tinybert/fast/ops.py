@@ -51,7 +51,7 @@ def weight_gradient(rows, grad):
     k < m it is computed as (grad^T @ rows)^T and copied back to row-major order: OpenBLAS
     runs a product with a long inner axis faster when its output has more rows than columns
     (the FFN's (384, 1536) gradient at N = 4096: 62 ms one way, 45 ms the other, on the
-    machine of docs/performance.md)."""
+    machine of docs/performance-log.md)."""
     if rows.shape[1] < grad.shape[1]:
         return backend.xp.ascontiguousarray((grad.T @ rows).T)
     return rows.T @ grad
