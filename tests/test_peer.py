@@ -18,9 +18,9 @@ from tinybert.tensor import no_grad
 from tinybert.tokenizer import Tokenizer
 from tools import peer
 
-MINUTES = 0.05            # 3 s of training: three steps of the sample_run fixture's clock
-EVAL_EVERY_MINUTES = 0.02
-TICK = 1.0                # seconds the fixture's clock advances at each call
+MINUTES = 0.09            # 5.4 s of training: four steps of the sample_run fixture's clock
+EVAL_EVERY_MINUTES = 0.03  # 1.8 s
+TICK = 1.5                # seconds the fixture's clock advances at each call
 
 
 def test_the_peer_model_computes_what_multitask_bert_computes(minilm_folder):
@@ -58,9 +58,10 @@ def no_network(*args, **kwargs):
 def sample_run(tmp_path_factory, minilm_folder):
     """One short peer run on the bundled sample (batches of 8 and one thread, to be quick),
     with no network, on a clock that ticks TICK seconds a call: a step (timed by two calls)
-    lasts TICK, and so does an evaluation. With --minutes 0.05 (3 s) and --eval_every_minutes
-    0.02 (1.2 s): steps end at 1, 2, 3 s, the dev sets are scored after step 2 (2 s >= 1.2 s)
-    and after step 3, the last (3 s reach the budget); step 1 ends before the first mark."""
+    lasts TICK, and so does an evaluation. With --minutes 0.09 (5.4 s) and
+    --eval_every_minutes 0.03 (marks at 1.8, 3.6, 5.4 s): steps end at 1.5, 3, 4.5 and 6 s;
+    step 1 ends before the first mark, step 2 passes it (evaluated), step 3 the next one
+    (evaluated), step 4 the budget (the final evaluation)."""
     out = tmp_path_factory.mktemp("peer") / "run"
     args = peer.parse_args(["--minutes", str(MINUTES), "--eval_every_minutes", str(EVAL_EVERY_MINUTES),
                             "--max_len", "32", "--batch_size", "8", "--threads", "1", "--weights", str(minilm_folder),
@@ -99,11 +100,12 @@ def test_the_run_keeps_its_training_time_budget(sample_run):
     """Training stops at the step that reaches --minutes; the curve's evaluations fall on
     the --eval_every_minutes marks of training time, and their own time is not counted."""
     records = read_jsonl(sample_run / "metrics.jsonl")
-    assert [(r["type"], r["step"]) for r in records] == [("step", 1), ("step", 2), ("eval", 2), ("step", 3), ("eval", 3)]
+    assert [(r["type"], r["step"]) for r in records] == [("step", 1), ("step", 2), ("eval", 2), ("step", 3), ("eval", 3),
+                                                        ("step", 4), ("eval", 4)]
     steps = [r for r in records if r["type"] == "step"]
-    assert [r["seconds"] for r in steps] == [1.0, 2.0, 3.0] and [r["step_seconds"] for r in steps] == [1.0] * 3
+    assert [r["seconds"] for r in steps] == [1.5, 3.0, 4.5, 6.0] and [r["step_seconds"] for r in steps] == [TICK] * 4
     evals = [r for r in records if r["type"] == "eval"]
-    assert [r["minutes"] for r in evals] == [round(2 / 60, 3), 0.05] and [r["eval_seconds"] for r in evals] == [1.0] * 2
+    assert [r["minutes"] for r in evals] == [0.05, 0.075, 0.1] and [r["eval_seconds"] for r in evals] == [TICK] * 3
 
 
 def test_the_run_draws_like_a_tinybert_run(sample_run, tmp_path):
@@ -136,6 +138,6 @@ def test_missing_data_and_a_used_folder_are_one_line(sample_run, tmp_path):
 def test_max_len_beyond_the_models_positions_is_one_line(minilm_folder, tmp_path):
     with pytest.raises(SystemExit) as exit_:
         peer.main(["--weights", str(minilm_folder), "--data_dir", str(SAMPLE_DATA_DIR), "--max_len", "600",
-                   "--out", str(tmp_path / "run")])
+                   "--minutes", "0.001", "--out", str(tmp_path / "run")])  # short, should the check be lost
     assert str(exit_.value.code) == f"peer: --max_len 600 exceeds the 512 positions of {minilm_folder}"
     assert not (tmp_path / "run").exists()  # refused before writing anything
