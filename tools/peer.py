@@ -44,7 +44,9 @@ Outputs in --out (a folder that already holds a run is refused unless --overwrit
   machine.json        CPU model, core count, torch and transformers versions, torch's threads;
   metrics.jsonl       train.py's format: step records (loss_sst, loss_para, loss_sts, "seconds"
                       of training so far, "step_seconds" of this step) and eval records (dev_sst,
-                      dev_para, dev_sts, dev_mean, "minutes" of training, "eval_seconds");
+                      dev_para, dev_sts, dev_mean, "minutes" of training, "eval_seconds"); an
+                      epoch is train.py's default one, the fewest steps that pass over every
+                      training set (an eval record's "epoch" is the fraction of them done);
   dev_metrics.json    the final evaluation's scores, {"sst", "para", "sts"} as train.py writes.
 """
 import argparse
@@ -144,7 +146,7 @@ class PeerModel(torch.nn.Module):
         (B, T) int64 tensors input_ids, attention_mask, token_type_ids."""
         hidden = self.bert(**segment).last_hidden_state                           # (B, T, C)
         mask = segment["attention_mask"].unsqueeze(-1).to(hidden.dtype)           # (B, T, 1)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)      # (B, C), F.masked_mean
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)      # (B, C), as F.masked_mean
         output = self.heads[task](self.dropout(pooled))
         return output if task == "sst" else output.squeeze(-1)
 
@@ -214,10 +216,17 @@ def machine():
 
 
 def check_run_folder(args):
+    """A folder that holds a run (the peer's, or train.py's: they share these names) is only
+    replaced with --overwrite."""
     held = [name for name in RUN_ENTRIES if os.path.exists(os.path.join(args.out, name))]
     if held and not args.overwrite:
         raise ValueError(f"{args.out}: holds a run already ({', '.join(held)}); replace it with --overwrite, "
                          "or pick another --out")
+
+
+def next_mark(seconds, every):
+    """The first multiple of ``every`` after ``seconds``: when the next evaluation (or progress line) is due."""
+    return (math.floor(seconds / every) + 1) * every
 
 
 def run(args, clock=time.perf_counter):
@@ -244,6 +253,9 @@ def run(args, clock=time.perf_counter):
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
 
     os.makedirs(args.out, exist_ok=True)
+    for name in RUN_ENTRIES:  # --overwrite: no file of the previous run is left beside this one's
+        if os.path.exists(os.path.join(args.out, name)):
+            os.remove(os.path.join(args.out, name))
     io.write_text(os.path.join(args.out, "args.json"), json.dumps(vars(args), indent=2))
     io.write_text(os.path.join(args.out, "machine.json"), json.dumps(machine(), indent=2))
     budget, every = 60 * args.minutes, 60 * args.eval_every_minutes
@@ -275,12 +287,12 @@ def run(args, clock=time.perf_counter):
                                   "seconds": round(trained, 2)}) + "\n")
             log.flush()
             if trained >= next_progress:
-                next_progress += PROGRESS_SECONDS
+                next_progress = next_mark(trained, PROGRESS_SECONDS)
                 print(f"peer: {trained / 60:.1f}/{args.minutes:g} training minutes, step {step}, "
                       + " ".join(f"{key} {value:.3f}" for key, value in losses.items()), file=sys.stderr)
             if next_eval <= trained < budget:  # the budget's end has its own evaluation below
                 log_evaluation()
-                next_eval = (math.floor(trained / every) + 1) * every
+                next_eval = next_mark(trained, every)
         scores = log_evaluation()
     io.write_text(os.path.join(args.out, "dev_metrics.json"), json.dumps(scores, indent=2))
     return scores
