@@ -6,7 +6,7 @@ DATA_DIR ?= ../shared/data
 WEIGHTS  := weights/all-MiniLM-L6-v2
 export DATA_DIR
 
-.PHONY: setup weights test gradcheck exercise demo train ablation bench data fixtures clean
+.PHONY: setup weights test gradcheck exercise demo train ablation bench peer data fixtures clean
 
 setup: $(VENV)/.installed
 
@@ -55,6 +55,13 @@ ablation: setup weights
 
 bench: setup weights
 	$(PY) -m tools.bench
+
+# The peer: a plain PyTorch + transformers multi-task fine-tune of the same weights on the same data
+# (summed losses, AdamW 4e-5, batch 32 per task, no PCGrad, no SMART) for MINUTES of training,
+# evaluations not counted; see tools/peer.py. Output: runs/peer-MINUTESmin, beside tinybert's runs.
+MINUTES ?= 60
+peer: setup weights
+	$(PY) -m tools.peer --minutes $(MINUTES) --data_dir $(DATA_DIR) --out runs/peer-$(MINUTES)min
 
 data: setup
 	$(PY) -m tinybert.download --dest data

@@ -138,9 +138,10 @@ def parse_args(argv=None):
     return args
 
 
-def out_of_range(args):
-    """'argument --NAME: ...' for the first flag outside its FLAG_RANGES interval, else None."""
-    for name, interval in FLAG_RANGES.items():
+def out_of_range(args, ranges=FLAG_RANGES):
+    """'argument --NAME: ...' for the first flag outside its interval in ``ranges`` (train.py's
+    FLAG_RANGES unless another script's, tools/peer.py's, are given), else None."""
+    for name, interval in ranges.items():
         value = getattr(args, name)
         if value is None:  # --steps_per_epoch's default, computed later
             continue
