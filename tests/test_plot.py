@@ -38,7 +38,7 @@ def test_curves_are_raw_with_the_moving_average_on_top_and_named(drawn):
         assert list(line(cosines, key).get_ydata()) == logged            # every step, as logged
         smoothed = line(cosines, f"{key}, mean of 5 steps").get_ydata()
         assert np.allclose(smoothed, plot.moving_average(logged, 5))
-        assert max(logged) > 0.29 and np.abs(smoothed[4:]).max() < 0.1   # what smoothing alone would hide
+        assert max(logged) > 0.29 and np.abs(smoothed[4:]).max() < 0.2   # what smoothing alone would hide
     legend = [text.get_text() for text in cosines.get_legend().get_texts()]
     assert "cos_sst_para, mean of 5 steps" in legend and "cos_sst_para" in legend
 

@@ -160,7 +160,7 @@ def curves(ax, records, keys, window, zero_line=False, log_scale=False):
         if not x:
             continue
         if window > 1:
-            ax.plot(x, y, color=color, linewidth=0.7, alpha=0.45, label=key)
+            ax.plot(x, y, color=tint(color), linewidth=0.7, label=key)
             ax.plot(x, moving_average(y, window), color=color, linewidth=1.6, label=f"{key}, mean of {window} steps")
         else:
             ax.plot(x, y, color=color, linewidth=1.2, label=key)
@@ -214,6 +214,14 @@ def dev_points(ax, evals):
         legend_below(ax, columns=3)
     else:
         ax.text(0.5, 0.5, "no evaluation yet", ha="center", va="center", transform=ax.transAxes)
+
+
+def tint(color, strength=0.45):
+    """``color`` ("#rrggbb") mixed with white: a raw curve under its moving average. Opaque
+    rather than transparent, so that a PNG of hundreds of crossings keeps few distinct colours
+    and stays small."""
+    rgb = np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)]) / 255
+    return tuple(strength * rgb + (1 - strength))
 
 
 def legend_below(ax, columns):
