@@ -6,13 +6,17 @@
 Every number in a figure is computed here by tinybert (the graph's values and gradients by
 backward(), the finite-difference errors from tinybert's tanh and its backward, the PCGrad
 vectors by tinybert.pcgrad, the schedule by tinybert.optim, the attention map and the token
-strings from the real all-MiniLM-L6-v2 weights and tokenizer, the training curves from a
-committed run's metrics.jsonl), never typed in. The three diagrams (an encoder layer, the
-three heads, cross- against bi-encoder) label their boxes with sizes read from the model.
+strings from the real all-MiniLM-L6-v2 weights and tokenizer, the curves, gradient norms,
+cosines and SMART's terms from the committed runs' metrics.jsonl, the ablation's bars from its
+results.json), never typed in. A figure of a run draws "not logged" where the run predates a
+key it needs. The three diagrams (an encoder layer, the three heads, cross- against
+bi-encoder) label their boxes with sizes read from the model.
 Run from the repository root; matplotlib (a dev dependency) draws with the Agg backend, so no
 display is needed. Each figure is one function, registered in FIGURES under its file name: a
 new figure is a new function and a new entry.
 """
+import io
+import json
 import os
 import sys
 
@@ -33,14 +37,26 @@ WEIGHTS = os.path.join("weights", "all-MiniLM-L6-v2")
 SENTENCE = "The cat sat on the mat because it was tired."
 PAIR = ("A man plays a guitar.", "A man is playing the guitar.")
 FULL_RUN = os.path.join(HERE, "results", "full")
+CONFIGURATION_RUNS = tuple(os.path.join(HERE, "results", name)                # chapter 12's table, bottom up
+                           for name in ("plain", "cos", "pcgrad_cos", "full_189", "full"))
+ABLATION = os.path.join(HERE, "results", "ablation", "results.json")
 BLUE, ORANGE, GREEN, GREY, RED = "#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f", "#d62728"
+TASK_COLORS = {"sst": BLUE, "para": ORANGE, "sts": GREEN}
 
 
-def save(figure, name):
-    """PNG without a timestamp or version stamp, so redrawing unchanged code gives the same bytes."""
+def save(figure, name, dpi=90, colors=None):
+    """PNG without a timestamp or version stamp, so redrawing unchanged code gives the same bytes.
+    ``colors``: reduce the image to a palette of that many (median cut); for the curves of a
+    run, whose hundreds of anti-aliased crossings would otherwise take several times the bytes."""
     path = os.path.join(OUTPUT, name)
     os.makedirs(OUTPUT, exist_ok=True)
-    figure.savefig(path, dpi=90, metadata={"Software": None})
+    if colors is None:
+        figure.savefig(path, dpi=dpi, metadata={"Software": None})
+    else:
+        from PIL import Image                                      # matplotlib's own dependency
+        drawn = io.BytesIO()
+        figure.savefig(drawn, format="png", dpi=dpi)
+        Image.open(drawn).convert("RGB").quantize(colors, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
     plt.close(figure)
     print(f"wrote {os.path.relpath(path)} ({os.path.getsize(path) // 1024} KB)")
 
@@ -77,6 +93,30 @@ def minilm_sizes():
     from tinybert.model import BertConfig
     config = BertConfig.from_json(os.path.join(WEIGHTS, "config.json"))
     return config.hidden_size, config.intermediate_size, config.num_hidden_layers
+
+
+# ---------------------------------------------------------------- a run's records
+def run_steps(run):
+    """The step records of a run folder's metrics.jsonl (tinybert.plot.read_metrics)."""
+    return plot.read_metrics(os.path.join(run, "metrics.jsonl"))[0]
+
+
+def run_args(run):
+    """The train.py arguments a run folder recorded in its args.json."""
+    with open(os.path.join(run, "args.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def run_label(run):
+    """A run's folder name and the techniques it switched on, e.g. "full: --pcgrad --smart --cos"."""
+    args = run_args(run)
+    flags = " ".join(f"--{name}" for name in ("pcgrad", "smart", "cos") if args.get(name))
+    return f"{os.path.basename(os.path.normpath(run))}: {flags or 'no technique'}"
+
+
+def legend_below(axes, columns=3):
+    """The legend under the x-axis label, off the points."""
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=columns, frameon=False)
 
 
 # ---------------------------------------------------------------- chapter 1
@@ -345,11 +385,33 @@ def multitask_heads():
     save(figure, "multitask_heads.png")
 
 
+def encoder_gradient_norms(run=FULL_RUN):
+    """Each task's encoder-gradient norm at every step of a run (encoder_grad_norm_TASK, logged
+    before PCGrad), and at how many steps each task's is the largest of the three."""
+    steps = run_steps(run)
+    keys = [f"encoder_grad_norm_{task}" for task in plot.TASKS]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.2), width_ratios=(2.2, 1), layout="constrained")
+    drawn = plot.curves(left, steps, keys, max(1, len(steps) // 50))
+    left.set_ylabel("‖g_t‖, the task's gradient of the encoder", fontsize=9)
+    left.set_title("each task's encoder-gradient norm, before PCGrad", fontsize=10)
+    complete = [r for r in steps if all(key in r for key in keys)]
+    if drawn and complete:
+        largest = np.argmax([[r[key] for key in keys] for r in complete], axis=1)
+        counts = np.bincount(largest, minlength=len(keys))
+        bars = right.bar(plot.TASKS, counts, color=[TASK_COLORS[task] for task in plot.TASKS])
+        right.bar_label(bars, [f"{n} of {len(complete)}" for n in counts], fontsize=8.5)
+        right.set_ylim(0, len(complete) * 1.1)
+    else:
+        right.text(0.5, 0.5, "not logged", ha="center", va="center", transform=right.transAxes)
+    right.set_title("steps at which the task's\ngradient is the largest", fontsize=10)
+    figure.suptitle(run_label(run), fontsize=10)
+    save(figure, "encoder_gradient_norms.png", colors=256)
+
+
 # ---------------------------------------------------------------- chapter 8
 def learning_rate_schedule():
     """tinybert.optim.linear_warmup_decay for the settings of the committed full run, and the
     learning rate that run logged at each step (metrics.jsonl), which must lie on it."""
-    import json
     args = json.load(open(os.path.join(FULL_RUN, "args.json"), encoding="utf-8"))
     total = args["epochs"] * args["steps_per_epoch"]
     warmup = int(args["warmup"] * total)
@@ -420,6 +482,76 @@ def pcgrad_projection():
     save(figure, "pcgrad_projection.png")
 
 
+def gradient_cosines(run=FULL_RUN):
+    """Histograms of the raw pairwise cosines of the task gradients over a run's steps (cos_A_B,
+    before any projection), and the count of steps at each value of the conflict fraction."""
+    import fractions
+    steps = run_steps(run)
+    figure, axes = plt.subplots(2, 2, figsize=(9.5, 6.4), layout="constrained")
+    pairs = plot.keys_with_prefix(steps, "cos_")
+    values = [plot.series(steps, pair)[1] for pair in pairs]
+    limit = max((np.abs(v).max() for v in values if v), default=1.0)
+    bins = np.linspace(-limit, limit, 31)
+    for ax, pair, cosines, color in zip(axes.flat, pairs, values, (BLUE, ORANGE, GREEN)):
+        ax.hist(cosines, bins=bins, color=color, alpha=0.8)
+        ax.axvline(0.0, color="black", lw=0.8)
+        negative = sum(c < 0 for c in cosines)
+        ax.set_title(f"{pair}: negative (a conflict) at {negative} of {len(cosines)} steps", fontsize=9.5)
+        ax.set_xlabel("cosine of the two tasks' raw encoder gradients", fontsize=8.5)
+        ax.set_ylabel("steps", fontsize=8.5)
+    fractions_logged = plot.series(steps, "conflict_fraction")[1]
+    ax = axes.flat[3]
+    if fractions_logged:
+        levels, counts = np.unique(np.round(fractions_logged, 9), return_counts=True)
+        names = [str(fractions.Fraction(v).limit_denominator(12)) for v in levels]
+        ax.bar_label(ax.bar(names, counts, color=GREY), fontsize=8.5)
+        ax.set_ylim(0, counts.max() * 1.15)
+    else:
+        ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title("conflict fraction: steps at each value", fontsize=9.5)
+    ax.set_xlabel("share of task pairs with g_a · g_b < 0", fontsize=8.5)
+    for ax in axes.flat[len(pairs):3]:
+        ax.set_visible(False)
+    figure.suptitle(f"{run_label(run)}: {len(steps)} steps", fontsize=10)
+    save(figure, "gradient_cosines.png")
+
+
+# ---------------------------------------------------------------- chapter 10
+def smart_delta(run=FULL_RUN):
+    """SMART in a run: the perturbation at every step (delta_linf_TASK, the mean over examples
+    of ||delta_b||_inf, against the radius eps; delta_at_eps_TASK, the fraction of its entries
+    at the bound), and each task's R_s (smart_TASK) and D_Breg (bregman_TASK) against its loss."""
+    steps = run_steps(run)
+    epsilon = run_args(run).get("smart_epsilon")
+    figure, axes = plt.subplot_mosaic([["linf"] * 3 + ["at"] * 3, [task for task in plot.TASKS for _ in (0, 1)]],
+                                      figsize=(11, 7.2), layout="constrained")
+    window = max(1, len(steps) // 50)
+    if epsilon and plot.keys_with_prefix(steps, "delta_linf_"):
+        axes["linf"].axhline(epsilon, color=GREY, ls="--", lw=1, label=f"the radius eps = {epsilon:g}")
+    plot.curves(axes["linf"], steps, [f"delta_linf_{task}" for task in plot.TASKS], window)
+    axes["linf"].set_title("mean over examples of ‖δ_b‖∞", fontsize=10)
+    plot.curves(axes["at"], steps, [f"delta_at_eps_{task}" for task in plot.TASKS], window)
+    axes["at"].set_title("fraction of δ's entries (real tokens) at ±eps", fontsize=10)
+    for task in plot.TASKS:
+        ax = axes[task]
+        drawn = False
+        for key, marker, color in ((f"smart_{task}", "o", ORANGE), (f"bregman_{task}", "x", GREEN)):
+            points = [(r[f"loss_{task}"], r[key]) for r in steps if r.get(key, 0) > 0 and f"loss_{task}" in r]
+            if points:
+                ax.scatter(*zip(*points), s=9, marker=marker, color=color, alpha=0.6,
+                           label=f"{key} ({'R_s' if key.startswith('smart') else 'D_Breg'})")
+                drawn = True
+        if drawn:
+            ax.set_yscale("log")                 # R_s and D_Breg span decades; a loss, within a step, does not
+            legend_below(ax, columns=2)
+        else:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel(f"loss_{task}, the same step", fontsize=8.5)
+        ax.set_title(f"{task}: SMART's terms against the loss", fontsize=10)
+    figure.suptitle(run_label(run), fontsize=10)
+    save(figure, "smart_delta.png", colors=256)
+
+
 # ---------------------------------------------------------------- chapter 11
 def cross_and_bi_encoder():
     """The two arrangements of chapter 11 on one STS pair: the tokens each feeds the encoder
@@ -466,12 +598,64 @@ def cross_and_bi_encoder():
 
 
 # ---------------------------------------------------------------- chapter 12
-def full_run_curves():
+def full_run_curves(run=FULL_RUN):
     """The curves of the committed full-recipe run (docs/results/full), drawn by tinybert.plot."""
-    path = os.path.join(OUTPUT, "full_curves.png")
-    os.makedirs(OUTPUT, exist_ok=True)
-    plot.plot_run(FULL_RUN, out=path, dpi=60)
-    print(f"wrote {os.path.relpath(path)} ({os.path.getsize(path) // 1024} KB)")
+    steps, evals = plot.read_metrics(os.path.join(run, "metrics.jsonl"))
+    save(plot.draw_run(steps, evals, os.path.basename(run)), "full_curves.png", dpi=70, colors=256)
+
+
+def ablation_bars(results_path=ABLATION):
+    """The ablation (tools.ablation's results.json): each configuration's mean dev score over
+    its seeds with a bar of ± the sample std (tools.ablation.summarise), each seed a dot."""
+    from tools import ablation
+    with open(results_path, encoding="utf-8") as f:
+        results = json.load(f)
+    rows = ablation.summarise(results)
+    names = {"sst": "SST accuracy", "para": "QQP accuracy", "sts": "STS Pearson r"}
+    figure, axes = plt.subplots(1, len(ablation.METRICS), figsize=(12, 1.2 + 0.42 * len(rows)), sharey=True,
+                                layout="constrained")
+    place = np.arange(len(rows))[::-1]                                 # the first configuration on top
+    for ax, metric in zip(axes, ablation.METRICS):
+        means = [row[metric] for row in rows]
+        spreads = [row[f"{metric}_std"] or 0.0 for row in rows]       # one seed: no spread to draw
+        ax.barh(place, means, xerr=spreads, color=BLUE, alpha=0.75, capsize=3, error_kw={"lw": 1})
+        for y, row in zip(place, rows):
+            seeds = [run[metric] for run in results["runs"] if run["config"] == row["config"]]
+            ax.plot(seeds, [y] * len(seeds), "o", color="black", ms=2.5)
+            right_end = max(seeds + [row[metric] + (row[f"{metric}_std"] or 0.0)])
+            ax.annotate(ablation.mean_std(row[metric], row[f"{metric}_std"]), (right_end, y),
+                        xytext=(5, 0), textcoords="offset points", va="center", fontsize=8)
+        ax.set_xlim(0, 1.25 * max(max(run[metric] for run in results["runs"]), 1e-9))
+        ax.set_title(names.get(metric, metric), fontsize=10)
+        ax.tick_params(labelsize=8.5)
+    axes[0].set_yticks(place, [f"{row['label']} ({row['seeds']} seeds)" for row in rows])
+    recipe = ", ".join(f"{key} {value}" for key, value in results["recipe"].items())
+    figure.suptitle(f"The ablation: mean ± sample std over seeds (bars), each seed a dot; {recipe}", fontsize=10)
+    save(figure, "ablation.png")
+
+
+def configuration_curves(runs=CONFIGURATION_RUNS):
+    """Each task's training loss against the step in the committed runs of chapter 12, one
+    colour per run: raw, and a moving average over it. Each run's average is drawn a little
+    thinner than the one before, so that two runs that coincide still show both colours."""
+    records = [(run, run_steps(run)) for run in runs]
+    figure, axes = plt.subplots(1, len(plot.TASKS), figsize=(13, 4.6), layout="constrained")
+    for ax, task in zip(axes, plot.TASKS):
+        for number, (color, (run, steps)) in enumerate(zip(plot.COLORS, records)):
+            x, y = plot.series(steps, f"loss_{task}")
+            window = max(1, len(steps) // 50)
+            if window > 1:
+                ax.plot(x, y, color=plot.tint(color), lw=0.5)
+            ax.plot(x, plot.moving_average(y, window), color=color, lw=2.6 - 1.6 * number / max(len(records), 1),
+                    label=run_label(run) + (f" (mean of {window} steps)" if window > 1 else ""))
+        ax.set_yscale("log")
+        ax.set_xlabel("step", fontsize=9)
+        ax.set_title(f"loss_{task} (log scale)", fontsize=10)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8.5, frameon=False)
+    figure.suptitle("Training loss of each configuration; thin: every step, thick: its moving average", fontsize=10)
+    save(figure, "configuration_curves.png", colors=256)
 
 
 FIGURES = {
@@ -485,6 +669,11 @@ FIGURES = {
     "pcgrad_projection.png": pcgrad_projection,
     "cross_and_bi_encoder.png": cross_and_bi_encoder,
     "full_curves.png": full_run_curves,
+    "encoder_gradient_norms.png": encoder_gradient_norms,
+    "gradient_cosines.png": gradient_cosines,
+    "smart_delta.png": smart_delta,
+    "ablation.png": ablation_bars,
+    "configuration_curves.png": configuration_curves,
 }
 
 

@@ -1,5 +1,6 @@
-"""Shared test helpers: where the data and weights are, and one comparison helper that
-names the tensor and its worst difference."""
+"""Shared test helpers: where the data and weights are, one comparison helper that names the
+tensor and its worst difference, and a made-up training run for the drawings of a run."""
+import json
 import os
 from pathlib import Path
 
@@ -51,3 +52,36 @@ def minilm_folder(minilm_source, tmp_path_factory):
     folder = tmp_path_factory.mktemp("weights") / "all-MiniLM-L6-v2"
     convert.convert_hf_folder(str(minilm_source), str(folder))
     return folder
+
+
+def write_run(folder, steps=60, evals=1, seed=0):
+    """A run folder like train.py's for --task all --pcgrad --smart --cos (args.json and a
+    metrics.jsonl with every key it logs), with made-up values chosen so that a drawing that
+    smooths, rounds or drops them shows it: cosines of about +0.3 at two steps, then -0.3 at
+    one (a moving average flattens them to below 0.2), the conflict fraction at its four values
+    0, 1/3, 2/3, 1 in turn, STS's loss 80 times below SST's, D_Breg exactly 0 at step 1, every
+    example's delta at the radius eps = 0.05.
+    Returns (the folder, the step records, the eval records)."""
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tasks, pairs = ("sst", "para", "sts"), ("sst_para", "sst_sts", "para_sts")
+    step_records, eval_records = [], []
+    for step in range(1, steps + 1):
+        record = {"type": "step", "step": step, "epoch": 1 + (step - 1) * evals // steps, "lr": 1e-4 * step / steps}
+        for task, loss, norm in zip(tasks, (1.6, 0.69, 0.02), (1.0, 0.8, 0.3)):
+            record.update({f"loss_{task}": loss * (1 + 0.1 * rng.random()), f"smart_{task}": 0.01 * rng.random() + 1e-3,
+                           f"bregman_{task}": 0.0 if step == 1 else 1e-3 * rng.random() + 1e-4,
+                           f"delta_linf_{task}": 0.05, f"delta_at_eps_{task}": 0.8 + 0.1 * rng.random(),
+                           f"encoder_grad_norm_{task}": norm * (1 + 0.2 * rng.random())})
+        sign = -1 if step % 3 == 0 else 1
+        record.update({f"cos_{pair}": sign * (0.3 + 0.01 * rng.random()) for pair in pairs})
+        record.update({"conflict_fraction": (step % 4) / 3, "grad_norm": 1.5, "seconds": 10.0 * step})
+        step_records.append(record)
+        if step * evals % steps == 0:
+            eval_records.append({"type": "eval", "step": step, "epoch": step * evals // steps,
+                                 "dev_sst": 0.461, "dev_para": 0.811, "dev_sts": 0.861, "dev_mean": 0.711})
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in step_records + eval_records))
+    (folder / "args.json").write_text(json.dumps({"task": "all", "pcgrad": True, "smart": True, "cos": True,
+                                                  "steps_per_epoch": steps // evals, "smart_epsilon": 0.05}))
+    return folder, step_records, eval_records

@@ -14,13 +14,15 @@ functions it names exist, and every chapter ends with exercises.
 import ast
 import importlib
 import importlib.util
+import json
 import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from conftest import ROOT, data_dir
+from conftest import ROOT, data_dir, write_run
 
 DOCS = ROOT / "docs"
 CHAPTERS = sorted(DOCS.glob("[0-9][0-9]-*.md"))
@@ -193,20 +195,123 @@ def test_illustrative_blocks_are_valid_python():
                 pytest.fail(f"{path.name}, line {line}: {error.msg}")
 
 
+def load_make_figures(output):
+    """docs/make_figures.py as a module, drawing into ``output``."""
+    spec = importlib.util.spec_from_file_location("make_figures", DOCS / "make_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.OUTPUT = str(output)
+    return module
+
+
 def test_figure_script_draws_every_figure(tmp_path, monkeypatch, capsys):
     """docs/make_figures.py still runs against the current code (into a scratch folder: the
     committed PNGs are left alone) and draws exactly its FIGURES, each within the size limit."""
     monkeypatch.chdir(ROOT)
-    spec = importlib.util.spec_from_file_location("make_figures", DOCS / "make_figures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.OUTPUT = str(tmp_path)
+    module = load_make_figures(tmp_path)
     for draw in module.FIGURES.values():
         draw()
     drawn = {path.name: path.stat().st_size for path in tmp_path.glob("*.png")}
     assert set(drawn) == set(module.FIGURES) == _figures_drawn()
     assert all(size < FIGURE_LIMIT for size in drawn.values()), drawn
 
+
+@pytest.fixture()
+def run_figures(tmp_path, monkeypatch):
+    """(make_figures, {file name: the figure it would save}, a made-up full-recipe run folder:
+    conftest.write_run): the figures of a run, kept open to be read rather than saved."""
+    module = load_make_figures(tmp_path / "figures")
+    saved = {}
+    monkeypatch.setattr(module, "save", lambda figure, name, **options: saved.setdefault(name, figure))
+    run, _, _ = write_run(tmp_path / "full")
+    yield module, saved, run
+    for figure in saved.values():
+        module.plt.close(figure)
+
+
+def bar_heights(ax):
+    return [patch.get_height() for patch in ax.patches]
+
+
+def test_gradient_norm_figure_counts_the_steps_each_task_leads(run_figures):
+    module, saved, run = run_figures
+    module.encoder_gradient_norms(str(run))
+    curves, bars = saved["encoder_gradient_norms.png"].axes
+    _, steps, _ = write_run(run)                            # the same made-up values again
+    for task in ("sst", "para", "sts"):
+        (raw,) = [line for line in curves.get_lines() if line.get_label() == f"encoder_grad_norm_{task}"]
+        assert list(raw.get_ydata()) == [r[f"encoder_grad_norm_{task}"] for r in steps]
+    assert bar_heights(bars) == [60, 0, 0]                  # made up: sst's norm is always the largest
+    assert [text.get_text() for text in bars.texts] == ["60 of 60", "0 of 60", "0 of 60"]
+
+
+def test_cosine_figure_is_a_histogram_of_the_raw_values_and_the_conflict_counts(run_figures):
+    module, saved, run = run_figures
+    module.gradient_cosines(str(run))
+    *histograms, conflicts = saved["gradient_cosines.png"].axes
+    _, steps, _ = write_run(run)
+    for ax, pair in zip(histograms, ("sst_para", "sst_sts", "para_sts")):
+        assert sum(bar_heights(ax)) == 60
+        edges = [(patch.get_x(), patch.get_x() + patch.get_width()) for patch in ax.patches]
+        high = sum(h for h, (left, _) in zip(bar_heights(ax), edges) if left >= 0.25)
+        low = sum(h for h, (_, right) in zip(bar_heights(ax), edges) if right <= -0.25)
+        assert (high, low) == (sum(r[f"cos_{pair}"] > 0 for r in steps), 20) == (40, 20)   # +-0.3, not smoothed
+        assert ax.get_title() == f"cos_{pair}: negative (a conflict) at 20 of 60 steps"
+    assert bar_heights(conflicts) == [15, 15, 15, 15]
+    assert [label.get_text() for label in conflicts.get_xticklabels()] == ["0", "1/3", "2/3", "1"]
+
+
+def test_smart_figure_draws_delta_against_eps_and_the_terms_against_the_loss(run_figures):
+    module, saved, run = run_figures
+    module.smart_delta(str(run))
+    axes = saved["smart_delta.png"].axes
+    radius = [line for line in axes[0].get_lines() if line.get_label().startswith("the radius eps")]
+    assert len(radius) == 1 and list(radius[0].get_ydata()) == [0.05, 0.05]   # from the run's args.json
+    for ax in axes[2:]:
+        smart, bregman = ax.collections
+        assert len(smart.get_offsets()) == 60 and len(bregman.get_offsets()) == 59  # D_Breg = 0 at step 1: no log
+        assert ax.get_yscale() == "log"
+
+
+def test_ablation_figure_draws_every_configuration_of_the_json(run_figures, tmp_path):
+    from tools import ablation
+    module, saved, _ = run_figures
+    rng = np.random.default_rng(0)
+    seeds = {config: 1 + i % 3 for i, config in enumerate(ablation.CONFIGS)}      # one, two or three seeds
+    results = {"recipe": {"epochs": 1, "steps_per_epoch": 36}, "missing": [],
+               "runs": [{"config": config, "seed": seed, "sst": rng.random(), "para": rng.random(),
+                         "sts": rng.random(), "seconds": 100.0}
+                        for config, n in seeds.items() for seed in range(1, n + 1)]}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    module.ablation_bars(str(path))
+    rows = ablation.summarise(results)
+    assert len(rows) == len(ablation.CONFIGS)
+    for ax, metric in zip(saved["ablation.png"].axes, ablation.METRICS):
+        (bars,) = [c for c in ax.containers if hasattr(c, "errorbar")]
+        widths = [patch.get_width() for patch in bars.patches]
+        assert np.allclose(widths, [row[metric] for row in rows])
+        segments = bars.errorbar.lines[2][0].get_segments()                    # one (left, right) per bar
+        spreads = [(segment[1][0] - segment[0][0]) / 2 for segment in segments]
+        assert np.allclose(spreads, [row[f"{metric}_std"] or 0.0 for row in rows])
+        assert sum(len(line.get_xdata()) for line in ax.get_lines() if line.get_marker() == "o") == len(results["runs"])
+    labels = [label.get_text() for label in saved["ablation.png"].axes[0].get_yticklabels()]
+    assert labels == [f"{row['label']} ({row['seeds']} seeds)" for row in rows]
+
+
+def test_configuration_figure_overlays_every_run(run_figures, tmp_path):
+    module, saved, _ = run_figures
+    (long, long_steps, _), (short, short_steps, _) = (write_run(tmp_path / name, steps=steps, seed=seed)
+                                                      for name, steps, seed in (("full", 150, 1), ("plain", 100, 2)))
+    module.configuration_curves((str(long), str(short)))
+    for ax, task in zip(saved["configuration_curves.png"].axes, ("sst", "para", "sts")):
+        assert ax.get_yscale() == "log"
+        raw = [line for line in ax.get_lines() if line.get_label().startswith("_")]      # unlabelled: the raw curves
+        assert [list(line.get_ydata()) for line in raw] == [[r[f"loss_{task}"] for r in long_steps],
+                                                           [r[f"loss_{task}"] for r in short_steps]]
+    labels = [text.get_text() for text in saved["configuration_curves.png"].legends[0].get_texts()]
+    assert labels == ["full: --pcgrad --smart --cos (mean of 3 steps)",
+                      "plain: --pcgrad --smart --cos (mean of 2 steps)"]
 
 # ---------------------------------------------------------------- reported results
 RESULTS = sorted((DOCS / "results").glob("*/dev_metrics.json"))

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinybert import Tensor, backend, convert, functional as F, gradcheck, ops, optim, pcgrad
+from tinybert import Tensor, backend, convert, functional as F, gradcheck, ops, optim, pcgrad, smart
 from tinybert.model import BertConfig, BertModel, SelfAttention
 from tinybert.tokenizer import Tokenizer
 
@@ -509,6 +509,48 @@ def check_project_conflicting(project_conflicting):
     return f"your projections equal tinybert.pcgrad.projected_grads's in {len(cases)} cases, with and without conflicts"
 
 
+def check_ascent_step(ascent_step):
+    """Chapter 10: one step of SMART's ascent (Algorithm 1): a normalised step, then the projection."""
+    rng = np.random.default_rng(10)
+    B, T, C = 3, 4, 5
+    # every example's gradient on its own scale, so a norm over the batch differs from one per example
+    grad = rng.standard_normal((B, T, C)) * np.array([0.01, 1.0, 30.0])[:, None, None]
+    cases = [("a step smaller than eps", smart.SmartConfig(epsilon=0.03, eta=0.02)),
+             ("tinybert's default, eta = 100 eps", smart.SmartConfig())]
+    for case, config in cases:
+        delta = rng.uniform(-config.epsilon, config.epsilon, (B, T, C))       # inside the ball, as after any step
+        right = smart.ascent_step(delta.copy(), grad.copy(), config)
+        name = f"the new delta ({case}: eta {config.eta:g}, eps {config.epsilon:g})"
+        yours = as_array(name, call(ascent_step, delta, grad, config), right.shape,
+                         "the new delta has delta's shape (B, T, C)")
+        outside = np.abs(yours) > config.epsilon * (1 + 1e-9)
+        if outside.any():
+            raise NotYet(f"{name}: {int(outside.sum())} of {yours.size} entries lie outside the ball |delta| <= eps "
+                         f"(the largest |entry| is {np.abs(yours).max():.3g})" + _hint(
+                             "project after the step: clip(delta + eta * g~, -eps, eps) comes last; a clip "
+                             "before the step leaves the step itself outside the ball"))
+
+        def step(g_normalised, sign=1.0):
+            return np.clip(delta + sign * config.eta * g_normalised, -config.epsilon, config.epsilon)
+        magnitude = np.abs(grad)
+        compare(name, yours, right, mistakes=[
+            (step(grad / magnitude.max(axis=(1, 2), keepdims=True), sign=-1.0),
+             "you descended instead of ascending: SMART looks for the perturbation that changes the output the "
+             "MOST, so the step is + eta * g / ||g_b||_inf"),
+            (step(grad / magnitude.max(axis=2, keepdims=True)),
+             "you normalised per token (the max over the C features only); the norm is per example: the max over "
+             "all T x C entries of that example"),
+            (step(grad / magnitude.max()),
+             "you normalised by the largest entry of the whole batch; the norm is per example, so every example's "
+             "largest entry moves by eta, however sensitive the model is there"),
+            (step(grad / np.sqrt((grad ** 2).sum(axis=(1, 2), keepdims=True))),
+             "you divided by the L2 norm (the length); Algorithm 1 divides by the infinity norm, the largest "
+             "|entry| of the example, to match the infinity-norm ball"),
+            (step(grad), "you did not normalise the gradient: divide it by ||g_b||_inf, per example")])
+    return (f"your step equals tinybert.smart.ascent_step's (Algorithm 1) on ({B}, {T}, {C}) inputs, with a step "
+            "smaller than eps and with tinybert's default eta = 100 eps")
+
+
 def check_cosine_loss(cosine_loss):
     """Chapter 11: the bi-encoder's loss, mean((cos(u, v) - label / 5)^2), and its gradients."""
     rng = np.random.default_rng(11)
@@ -559,6 +601,8 @@ EXERCISES = {exercise.number: exercise for exercise in [
     Exercise("08", "adamw_update", "08-adamw.md", "one AdamW step", check_adamw_update),
     Exercise("09", "project_conflicting", "09-pcgrad.md", "PCGrad's projection of one task's gradient",
              check_project_conflicting),
+    Exercise("10", "ascent_step", "10-smart.md", "one step of SMART's ascent: a normalised step, then the projection",
+             check_ascent_step),
     Exercise("11", "cosine_loss", "11-cosine.md", "the cosine-similarity loss and its gradients", check_cosine_loss),
 ]}
 
