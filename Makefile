@@ -47,11 +47,11 @@ train: setup weights
 	$(PY) train.py --task all --pcgrad --smart --cos --data_dir $(DATA_DIR) --out runs/full
 
 # The report's ablation table and the rows that take SMART apart: 10 configurations x 3 seeds on
-# the real data, shortened to fit 2-core CPUs (1 epoch of 60 steps, --max_len 64, dev sets only;
-# the time it took is in tools/ablation.py). Resumable: run it again to continue.
+# the real data, shortened (1 epoch of 60 steps, --max_len 64, dev sets only), two runs at a time
+# each on one core (the time it took: tools/ablation.py). Resumable: run it again to continue.
 # Output: runs/ablation/results.md and results.json.
 ablation: setup weights
-	$(PY) -m tools.ablation --out runs/ablation --seeds 3 --epochs 1 --steps_per_epoch 60 -- --data_dir $(DATA_DIR) --max_len 64 --no_test_predictions --para_batches_per_step 1
+	$(PY) -m tools.ablation --out runs/ablation --jobs 2 --seeds 3 --epochs 1 --steps_per_epoch 60 -- --data_dir $(DATA_DIR) --max_len 64 --no_test_predictions --para_batches_per_step 1
 
 bench: setup weights
 	$(PY) -m tools.bench

@@ -227,3 +227,37 @@ def test_the_steps_factor_row_trains_longer_on_the_same_recipe(tiny_weights):  #
     for config, flag, value in (("rs+pcgrad+cos", "smart_mu", 0.0), ("bregman+pcgrad+cos", "smart_lambda_s", 0.0)):
         args = train.parse_args(ablation.run_arguments(config, 1, "out/x", 1, 60))
         assert args.smart and args.pcgrad and args.cos and getattr(args, flag) == value
+
+
+def test_runs_side_by_side_each_on_a_core_of_its_own(tiny_weights, tmp_path, capfd):  # noqa: F811
+    assert len(os.sched_getaffinity(0)) >= 2, "the project's machines have 2 cores"
+    completed, failed = ablation.run_all(str(tmp_path), ["baseline", "cos"], 1, 1, 2, extra_arguments(tiny_weights), jobs=2)
+    assert (completed, failed) == (True, [])
+    err = capfd.readouterr().err
+    assert "[1/2] baseline seed 1: training on core" in err and "[2/2] cos seed 1: training on core" in err
+    for config in ("baseline", "cos"):
+        assert (tmp_path / config / "seed1" / "dev_metrics.json").exists()
+        assert "best dev" in (tmp_path / "logs" / f"{config}-seed1.log").read_text()
+    settings = ablation.one_core_process(1)
+    assert settings["env"]["OPENBLAS_NUM_THREADS"] == "1"
+    assert settings["preexec_fn"].func is os.sched_setaffinity and settings["preexec_fn"].args == (0, {1})
+
+
+class StoppedRun:
+    """A stand-in for a train.py process that has already exited with ``returncode``."""
+    def __init__(self, returncode):
+        self.returncode = returncode
+
+    def poll(self):
+        return self.returncode
+
+
+@pytest.mark.parametrize("returncode,completed,failed", [(130, False, []), (1, True, [("baseline", 1)])])
+def test_a_side_by_side_run_that_stops_is_reported(tiny_weights, tmp_path, monkeypatch, capfd,  # noqa: F811
+                                                   returncode, completed, failed):
+    # 130: Ctrl-C (train.py saved last/): the ablation stops; anything else: that run failed
+    monkeypatch.setattr(ablation.subprocess, "Popen", lambda *args, **kwargs: StoppedRun(returncode))
+    result = ablation.run_all(str(tmp_path), ["baseline"], 1, 1, 2, extra_arguments(tiny_weights), jobs=2)
+    assert result == (completed, failed)
+    err = capfd.readouterr().err
+    assert ("interrupted after" in err) == (returncode == 130) and ("FAILED after" in err) == (returncode == 1)

@@ -2,7 +2,7 @@
 Stanford CS224N Default Project report): every configuration, several seeds, mean ± std.
 Run from the repository root (``-m`` puts it on the module path, where train.py is):
 
-    python -m tools.ablation --epochs 1 --steps_per_epoch 60 -- --data_dir ../shared/data --max_len 64   # train.py's recipe, shortened
+    python -m tools.ablation --jobs 2 --epochs 1 --steps_per_epoch 60 -- --data_dir ../shared/data --max_len 64
     python -m tools.ablation --configs baseline smart+pcgrad+cos --seeds 2 --steps_per_epoch 60
     python -m tools.ablation --report-only                    # only (re)write the tables from the finished runs
     make ablation                                                # the CPU budget recipe below, on $(DATA_DIR)
@@ -23,6 +23,10 @@ Configurations (``--configs``, default all), each the train.py flags it adds to 
 ``compare`` (the second table of results.md) pairs the runs by seed to say what each
 technique adds (COMPARISONS) and whether that can be told from the seed-to-seed spread.
 
+``--jobs N`` trains N runs at a time, each a ``python train.py`` process pinned to a core of its
+own with OpenBLAS on one thread (``run_side_by_side``; logs in OUT/logs/); the default, 1, trains
+them one after the other in this process.
+
 Seed k (1..``--seeds``) is ``--seed k``; its run folder is OUT/CONFIG/seedK, a normal train.py
 run folder. The runs go seed by seed (every configuration with seed 1, then seed 2, ...), so an
 ablation stopped half-way already has a complete one-seed table. Arguments after ``--`` go to
@@ -42,27 +46,26 @@ seconds, the ``seconds`` of its last step record) and results.md (the table of
 numbers). ``summarise`` and ``markdown_table`` take the parsed results.json, so a test can
 check that a table in the docs equals the committed JSON.
 
-The budget of ``make ablation``: 18 runs within 2 hours on the 2 cores of the development
-machine (AMD EPYC, NumPy's 2048^2 float32 matmul at about 140 GFLOP/s): one epoch of 36 steps
-(36 x 32 = 1,152 examples per task, 7% of a pass over QQP's training set: the table compares
-short runs, not converged ones), --max_len 64, and the dev sets only (--no_test_predictions:
-the SST and STS test sets are 40% of the 9,899 examples a run would otherwise predict). What the committed ablation
-(docs/results/ablation/, each run's metrics.jsonl) measured on that machine:
-  - a training step (3 tasks x 32 examples) takes about 10-11 s with SMART and 3.5-4 s
-    without; PCGrad adds a few tenths of a second;
-  - loading and evaluating the dev sets (1,101 + 4,000 + 863 examples) add about 1.3 minutes
-    a run, so a SMART run takes about 8 minutes and any other about 3.5;
-  - all 18 runs: 1 h 43 min (the "ablation" clock on the last line of its committed log,
-    docs/results/ablation/ablation.log).
---max_len 64 instead of 128: batches are bucketed by length and the examples average 25-30
-tokens (90th percentile 40-51), so it truncates only the longest 2-3% of the QQP and STS pairs
-and saves little; it bounds the cost of the few long batches.
+The budget of ``make ablation``: 30 runs (10 configurations x 3 seeds), each one epoch of 60
+steps (60 x 32 = 1,920 examples per task: the table compares short runs, not converged ones),
+--max_len 64, one batch of each task a step, and the dev sets only (--no_test_predictions), two
+runs at a time (--jobs 2), each on one core. Why shortened: the default recipe's 267 steps at
+--max_len 128 take over an hour a run with SMART. Why --max_len 64: batches are bucketed by
+length and the examples average 25-30 tokens (90th percentile 40-51), so it truncates only the
+longest 2-3 % of the QQP and STS pairs; it bounds the cost of the few long batches. Why one core
+a run: on two cores a single run's threads wait on each other at every product, and badly when
+anything else runs; the full-recipe rerun in docs/results/full/ took 12 s a step on both cores
+of an idle machine and about 21 s on one, so two one-core runs side by side finish about 1.15
+times as many steps an hour, and keep each run's minutes comparable with the others'. The
+minutes a run took are in results.json ("seconds") and results.md ("train min").
 """
 import argparse
+import functools
 import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -220,36 +223,98 @@ def clock(seconds):
     return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
 
-def run_all(out, configs, seeds, epochs=None, steps_per_epoch=None, extra=(), stream=None):
-    """Train every (config, seed) not finished yet. Returns (completed, failed): completed is
-    False when a run was interrupted (Ctrl-C), failed the runs that diverged."""
+def run_all(out, configs, seeds, epochs=None, steps_per_epoch=None, extra=(), stream=None, jobs=1):
+    """Train every (config, seed) not finished yet: in this process one after the other, or
+    with ``jobs`` > 1 that many at a time (``run_side_by_side``). Returns (completed, failed):
+    completed is False when a run was interrupted (Ctrl-C), failed the runs that diverged."""
     stream = stream or sys.stderr
     plan = [(config, seed) for seed in range(1, seeds + 1) for config in configs]
     arguments = {(c, s): run_arguments(c, s, run_folder(out, c, s), epochs, steps_per_epoch, extra) for c, s in plan}
     for (config, seed), argv in arguments.items():  # fail now, not after an hour of training
         check_settings(run_folder(out, config, seed), argv)
-    started, failed = time.time(), []
+    started, pending = time.time(), []
     for number, (config, seed) in enumerate(plan, 1):
-        folder, argv = run_folder(out, config, seed), arguments[config, seed]
         prefix = f"[{number}/{len(plan)}] {config} seed {seed}"
-        state = run_state(folder)
+        state = run_state(run_folder(out, config, seed))
         if state == "finished":
-            print(f"{prefix}: finished earlier, skipped (ablation {clock(time.time() - started)})", file=stream)
-            continue
-        print(f"{prefix}: {'resuming' if state == 'interrupted' else 'training'} in {folder}", file=stream, flush=True)
+            print(f"{prefix}: finished earlier, skipped", file=stream)
+        else:
+            flag = "--resume" if state == "interrupted" else "--overwrite"
+            pending.append((prefix, config, seed, arguments[config, seed] + [flag]))
+    if jobs > 1:
+        return run_side_by_side(out, pending, jobs, stream, started)
+    failed = []
+    for prefix, config, seed, argv in pending:
+        print(f"{prefix}: {'resuming' if '--resume' in argv else 'training'} in {run_folder(out, config, seed)}",
+              file=stream, flush=True)
         run_started = time.time()
         try:
-            train.train(train.parse_args(argv + (["--resume"] if state == "interrupted" else ["--overwrite"])))
+            train.train(train.parse_args(argv))
         except train.TrainingDiverged as error:
             failed.append((config, seed))
             print(f"{prefix}: FAILED after {clock(time.time() - run_started)}: {error}", file=stream)
             continue
         elapsed = f"{clock(time.time() - run_started)} (ablation {clock(time.time() - started)})"
-        if run_state(folder) != "finished":  # train.py returned early: Ctrl-C, last/ saved
+        if run_state(run_folder(out, config, seed)) != "finished":  # train.py returned early: Ctrl-C, last/ saved
             print(f"{prefix}: interrupted after {elapsed}; run the same command again to continue", file=stream)
             return False, failed
-        scores = "  ".join(f"{m} {v:.3f}" for m, v in read_run(out, config, seed).items() if m in METRICS)
-        print(f"{prefix}: done in {elapsed}: {scores}", file=stream, flush=True)
+        print(f"{prefix}: done in {elapsed}: {scores_line(out, config, seed)}", file=stream, flush=True)
+    return True, failed
+
+
+def scores_line(out, config, seed):
+    return "  ".join(f"{m} {v:.3f}" for m, v in read_run(out, config, seed).items() if m in METRICS)
+
+
+def one_core_process(core):
+    """A child's settings for one core: pinned to it (tinybert's fast path counts the cores it
+    may use, so it runs no thread pool) and OpenBLAS on one thread."""
+    return {"env": {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+            "preexec_fn": functools.partial(os.sched_setaffinity, 0, {core})}
+
+
+def run_side_by_side(out, pending, jobs, stream, started):
+    """Train the ``pending`` runs ``jobs`` at a time, each a ``python train.py`` process on a
+    core of its own (``one_core_process``), its output in OUT/logs/CONFIG-seedK.log. On two
+    cores, two one-core runs side by side finish more runs an hour than one run on both cores
+    (whose threads wait on each other at every product), and each run's minutes stay
+    comparable with the others'. Ctrl-C reaches the children too (one process group): each
+    saves its last/ and the ablation returns once all have stopped."""
+    cores = sorted(os.sched_getaffinity(0))
+    if jobs > len(cores):
+        raise ValueError(f"--jobs {jobs}: this process may use {len(cores)} core(s)")
+    os.makedirs(os.path.join(out, "logs"), exist_ok=True)
+    free, running, failed, queue = cores[:jobs], {}, [], list(pending)
+    interrupted = False
+    while queue or running:
+        try:
+            while queue and free and not interrupted:
+                prefix, config, seed, argv = queue.pop(0)
+                core = free.pop(0)
+                log = open(os.path.join(out, "logs", f"{config}-seed{seed}.log"), "w", encoding="utf-8")
+                process = subprocess.Popen([sys.executable, train.__file__, *argv], stdout=log, stderr=subprocess.STDOUT,
+                                           **one_core_process(core))
+                running[process] = (prefix, config, seed, core, time.time(), log)
+                print(f"{prefix}: {'resuming' if '--resume' in argv else 'training'} on core {core} in "
+                      f"{run_folder(out, config, seed)}", file=stream, flush=True)
+            time.sleep(0.2)
+        except KeyboardInterrupt:
+            interrupted = True
+        for process in [p for p in running if p.poll() is not None]:
+            prefix, config, seed, core, run_started, log = running.pop(process)
+            log.close()
+            free.append(core)
+            elapsed = f"{clock(time.time() - run_started)} (ablation {clock(time.time() - started)})"
+            if run_state(run_folder(out, config, seed)) == "finished":
+                print(f"{prefix}: done in {elapsed}: {scores_line(out, config, seed)}", file=stream, flush=True)
+            elif process.returncode in (130, 143):  # train.py saved last/ and stopped
+                interrupted = True
+                print(f"{prefix}: interrupted after {elapsed}; run the same command again to continue", file=stream)
+            else:
+                failed.append((config, seed))
+                print(f"{prefix}: FAILED after {elapsed} (exit {process.returncode}): see {log.name}", file=stream)
+        if interrupted and not running:
+            return False, failed
     return True, failed
 
 
@@ -388,10 +453,14 @@ def parse_args(argv=None):
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), help=f"any of (default all): {' '.join(CONFIGS)}")
     p.add_argument("--epochs", type=int, default=None, help="train.py --epochs (default: train.py's)")
     p.add_argument("--steps_per_epoch", type=int, default=None, help="train.py --steps_per_epoch (default: train.py's)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs trained at a time, each a process on one core (default 1: one after the other, in this process)")
     p.add_argument("--report-only", action="store_true", help="train nothing; write the results of the finished runs")
     args = p.parse_args(own)
     if args.seeds < 1:
         p.error("--seeds must be at least 1")
+    if args.jobs < 1:
+        p.error("--jobs must be at least 1")
     args.extra = extra
     return args
 
@@ -403,7 +472,8 @@ def main(argv=None):
         check_extra(args.extra)
         completed, failed = True, []
         if not args.report_only:
-            completed, failed = run_all(args.out, configs, args.seeds, args.epochs, args.steps_per_epoch, args.extra)
+            completed, failed = run_all(args.out, configs, args.seeds, args.epochs, args.steps_per_epoch, args.extra,
+                                        jobs=args.jobs)
         results = collect(args.out, configs, args.seeds)
         write_results(args.out, results)
     except (train.TrainingDiverged, FileNotFoundError, ValueError, KeyError) as error:
