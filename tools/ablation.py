@@ -53,10 +53,11 @@ runs at a time (--jobs 2), each on one core. Why shortened: the default recipe's
 --max_len 128 take over an hour a run with SMART. Why --max_len 64: batches are bucketed by
 length and the examples average 25-30 tokens (90th percentile 40-51), so it truncates only the
 longest 2-3 % of the QQP and STS pairs; it bounds the cost of the few long batches. Why one core
-a run: on two cores a single run's threads wait on each other at every product, and badly when
-anything else runs; the full-recipe rerun in docs/results/full/ took 12 s a step on both cores
-of an idle machine and about 21 s on one, so two one-core runs side by side finish about 1.15
-times as many steps an hour, and keep each run's minutes comparable with the others'. The
+a run: on two cores a single run's threads wait on each other at every product, and badly
+when anything else runs. The full-recipe rerun committed in docs/results/full/ shows it: its
+first 35 steps, on both cores of an idle machine, took 12.5 s each on average; steps 49 to 59,
+with a test suite running beside it, 66 to 94 s; it went on on one core. One core a run keeps
+each run's minutes comparable with the others' whatever else the machine does. The
 minutes a run took are in results.json ("seconds") and results.md ("train min").
 """
 import argparse
