@@ -55,7 +55,7 @@ length and the examples average 25-30 tokens (90th percentile 40-51), so it trun
 longest 2-3 % of the QQP and STS pairs; it bounds the cost of the few long batches. Why one core
 a run: on two cores a single run's threads wait on each other at every product, and badly
 when anything else runs. The full-recipe rerun committed in docs/results/full/ shows it: its
-first 35 steps, on both cores of an idle machine, took 12.5 s each on average; steps 49 to 59,
+first 35 steps, on both cores of an idle machine, took 13.6 s each on average; steps 49 to 59,
 with a test suite running beside it, 66 to 94 s; it went on on one core. One core a run keeps
 each run's minutes comparable with the others' whatever else the machine does. The
 minutes a run took are in results.json ("seconds") and results.md ("train min").
