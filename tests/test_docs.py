@@ -10,6 +10,9 @@ functions it names exist, and every chapter ends with exercises.
 - Chapters 01..13 exist and each ends with an "Exercises" section of two or three items.
 - The figures are small PNGs, each drawn by docs/make_figures.py and shown by a chapter.
 - The results tables (README, chapter 12) equal the committed runs and ablation JSON.
+- docs/README.md's path from a fresh clone to the full recipe names only make targets,
+  train.py flags and modules that exist, and its recipe for ../shared/data rebuilds the
+  project's data files exactly.
 """
 import ast
 import importlib
@@ -73,9 +76,13 @@ def test_run_blocks_are_found():
 
 
 # ---------------------------------------------------------------- links and names
+def _links_in(text):
+    """The relative link targets of Markdown ``text`` (code blocks hold no links)."""
+    return [target for target in LINK.findall(FENCE.sub("", text)) if not re.match(r"[a-z]+:", target)]
+
+
 def _links(path):
-    text = FENCE.sub("", path.read_text(encoding="utf-8"))     # code blocks hold no links
-    return [target for target in LINK.findall(text) if not re.match(r"[a-z]+:", target)]
+    return _links_in(path.read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("path", MARKDOWN, ids=lambda path: path.name)
@@ -153,7 +160,9 @@ def test_chapters_01_to_13_exist_and_end_with_exercises():
 
 
 def test_table_of_contents_lists_every_chapter_in_order():
-    links = [target for target in _links(DOCS / "README.md") if re.match(r"\d\d-", target)]
+    table = "\n".join(line for line in (DOCS / "README.md").read_text(encoding="utf-8").splitlines()
+                      if line.startswith("|"))
+    links = [target for target in LINK.findall(table) if re.match(r"\d\d-", target)]
     assert links == [path.name for path in CHAPTERS]
 
 
@@ -400,6 +409,9 @@ TERMS = {
     "softmax": (2, r"\bsoftmax\b"),
     "layer norm": (2, r"\blayer[ _]?norm"),
     "GELU": (2, r"\bGELU\b"),
+    "finite differences": (3, r"\bfinite[- ]differences?\b"),
+    "gradient check": (3, r"\bgradcheck\b|\bgradient checks?\b"),
+    "residual connection": (4, r"\bresidual\b"),
     "dropout": (4, r"\bdropout\b"),
     "attention": (4, r"\battention\b"),
     "fine-tuning": (4, r"\bfine-tun"),
@@ -414,9 +426,11 @@ TERMS = {
     "cross-encoder": (7, r"\bcross-encoder"),
     "mean pooling": (7, r"\bmean pool|\bmasked_mean\b"),
     "Pearson correlation": (7, r"\bPearson\b"),
+    "dev set": (7, r"\bdev(?:elopment)? sets?\b"),
     "Adam": (8, r"\bAdam(?:W)?\b"),
     "gradient clipping": (8, r"\bclip_grad_norm\b|\bgradients? (?:is |are )?clipped\b|\bgradient clipping\b|--clip\b"),
     "warm-up": (8, r"\bwarm-?up\b"),
+    "weight decay": (8, r"\bweight[ _]decay\b"),
     "PCGrad": (9, r"\bPCGrad\b"),
     "SMART": (10, r"\bSMART\b"),
     "Bregman": (10, r"\bBregman\b"),
@@ -474,3 +488,129 @@ def test_the_order_check_sees_a_forward_use(tmp_path):
     assert forward_uses(marked) == []
     assert _names_chapter("chapters 5 and 8", 8) and _names_chapter("Chapter 8's optimiser", 8)
     assert not _names_chapter("chapter 18", 8) and not _names_chapter("chapter 8", 9)
+
+
+# ---------------------------------------------------------------- the newcomer's path
+PATH_HEADING = "## Your path through the course"
+
+
+def path_section():
+    """docs/README.md's "Your path through the course", up to the next section."""
+    text = (DOCS / "README.md").read_text(encoding="utf-8")
+    start = text.index(PATH_HEADING)
+    end = text.find("\n## ", start + len(PATH_HEADING))
+    return text[start:end if end >= 0 else None]
+
+
+def commands(section):
+    """[(command, comment)]: each line of the section's code blocks and each inline code span,
+    split at the shell comment that follows two spaces."""
+    lines = [line for block in FENCE.findall(section) for line in block.splitlines()[1:-1]]
+    lines += re.findall(r"`([^`\n]+)`", FENCE.sub("", section))
+    split = [re.split(r"\s{2,}#\s*", line.strip(), maxsplit=1) for line in lines]
+    return list(dict.fromkeys((parts[0], parts[1] if len(parts) > 1 else "") for parts in split))
+
+
+def make_recipe(target):
+    """The command lines of the Makefile's rule for ``target``, or None if there is none."""
+    lines = (ROOT / "Makefile").read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines):
+        if re.match(rf"{re.escape(target)}:(?!=)", line):
+            recipe = []
+            for following in lines[number + 1:]:
+                if not following.startswith("\t"):
+                    break
+                recipe.append(following.strip())
+            return recipe
+    return None
+
+
+def heading_anchor(heading):
+    """The anchor a Markdown renderer (GitHub's) gives a heading: "Our results" -> "our-results"."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def path_problems(section):
+    """What in the path section names something that does not exist: a make target, a
+    train.py flag, a `python -m` module, a make target's spelled-out command that is not its
+    recipe, or a link to a chapter's section that has no such heading."""
+    import shlex
+    import train
+    problems = []
+    for command, comment in commands(section):
+        words = command.split()
+        if words[:1] == ["make"] and len(words) > 1:
+            recipe = make_recipe(words[1])
+            if recipe is None:
+                problems.append(f"{command}: the Makefile has no target {words[1]!r}")
+            elif comment.startswith("python "):
+                spelled = [line.replace("$(PY)", "python").replace("$(DATA_DIR)", "$DATA_DIR") for line in recipe]
+                if comment not in spelled:
+                    problems.append(f"{command}: said to run {comment!r}, the Makefile runs {recipe}")
+        elif re.match(r"(?:\.venv/bin/)?python train\.py\b", command):
+            argv = shlex.split(command.replace("$DATA_DIR", str(data_dir())))[2:]
+            try:
+                train.parse_args(argv)
+            except SystemExit:
+                problems.append(f"{command}: train.py refuses these flags")
+        elif re.match(r"(?:\.venv/bin/)?python -m ", command):
+            module = words[2]
+            if importlib.util.find_spec(module) is None:
+                problems.append(f"{command}: no module {module}")
+    for target in _links_in(section):
+        file, _, anchor = target.partition("#")
+        if anchor and re.fullmatch(r"\d\d-[\w-]+\.md", file):
+            headings = re.findall(r"^#+ (.+)$", FENCE.sub("", (DOCS / file).read_text(encoding="utf-8")), re.M)
+            if anchor not in map(heading_anchor, headings):
+                problems.append(f"link {target}: {file} has no such heading")
+    return problems
+
+
+def test_the_path_names_commands_that_exist(monkeypatch):
+    """docs/README.md walks a newcomer from a fresh clone to the full recipe; every command it
+    names must still exist, and `make train` must still run the command it spells out."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    section = path_section()
+    named = [command for command, _ in commands(section)]
+    assert "make train" in named and any(c.startswith("python train.py") for c in named)
+    problems = path_problems(section)
+    assert not problems, "docs/README.md, " + PATH_HEADING[3:] + ":\n" + "\n".join(problems)
+
+
+def test_the_path_check_sees_a_missing_command(monkeypatch):
+    """The check above can fail: a target, a flag, a module, a recipe and a heading that are not there."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    broken = ("```text\nmake trian      # python train.py --task all\n"
+              "make train      # python train.py --task all\n```\n"
+              "`python train.py --task all --pcgradd` `python -m tinybert.plott runs/full`\n"
+              "[chapter 12](12-results.md#no-such-section)\n")
+    problems = path_problems(broken)
+    assert len(problems) == 5, problems
+    assert [p.split(":")[0] for p in problems] == ["make trian", "make train", "python train.py --task all --pcgradd",
+                                                   "python -m tinybert.plott runs/full", "link 12-results.md#no-such-section"]
+
+
+def test_the_path_rebuilds_the_projects_quora_files(tmp_path):
+    """docs/README.md's recipe for ../shared/data from the canonical download is exact: its
+    `head`/`tail` line numbers split the canonical Quora dev file where the project's training
+    and dev files split (header + one's pairs + the other's has the canonical file's SHA-1,
+    offline), its `cp` brings canonical SST and STS files, and the SHA-1s it prints are those
+    of the files the tests read."""
+    from tinybert.download import CANONICAL_FILES, git_blob_sha1
+    section = path_section()
+    head = int(re.search(r"head -n (\d+) data/quora-dev\.csv > \S+/quora-train\.csv", section).group(1))
+    tail = int(re.search(r"tail -n \+(\d+) data/quora-dev\.csv; \} > \S+/quora-dev\.csv", section).group(1))
+    train_lines = (data_dir() / "quora-train.csv").read_bytes().splitlines(keepends=True)
+    dev_lines = (data_dir() / "quora-dev.csv").read_bytes().splitlines(keepends=True)
+    assert len(train_lines) == head and tail == head + 1 and train_lines[0] == dev_lines[0]
+    rebuilt = tmp_path / "quora-dev.csv"
+    rebuilt.write_bytes(b"".join(train_lines + dev_lines[1:]))
+    assert git_blob_sha1(rebuilt) == CANONICAL_FILES["quora-dev.csv"]
+    assert f"first {len(train_lines) - 1:,} pairs" in section and f"other {len(dev_lines) - 1:,}" in section
+    printed = re.search(r"git hash-object .*#\s*(\w+)\.\.\. and (\w+)\.\.\.", section).groups()
+    for name, prefix in zip(("quora-train.csv", "quora-dev.csv"), printed):
+        assert git_blob_sha1(data_dir() / name).startswith(prefix), name
+    copied = [name for name in CANONICAL_FILES if name.startswith(("ids-sst-", "sts-"))]
+    assert "cp data/ids-sst-*.csv data/sts-*.csv" in section and len(copied) == 6
+    assert all(git_blob_sha1(data_dir() / name) == CANONICAL_FILES[name] for name in copied)
+    assert not (data_dir() / "quora-test-student.csv").exists()          # "there is no Quora test file"
