@@ -39,7 +39,7 @@ PAIR = ("A man plays a guitar.", "A man is playing the guitar.")
 FULL_RUN = os.path.join(HERE, "results", "full")
 CONFIGURATION_RUNS = tuple(os.path.join(HERE, "results", name)                # chapter 12's table, bottom up
                            for name in ("plain", "cos", "pcgrad_cos", "full_189", "full"))
-ABLATION = os.path.join(HERE, "results", "ablation", "results.json")
+ABLATION = os.path.join(HERE, "results", "ablation_60steps", "results.json")
 BLUE, ORANGE, GREEN, GREY, RED = "#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f", "#d62728"
 TASK_COLORS = {"sst": BLUE, "para": ORANGE, "sts": GREEN}
 
@@ -634,6 +634,35 @@ def ablation_bars(results_path=ABLATION):
     save(figure, "ablation.png")
 
 
+def ablation_minutes(results_path=ABLATION):
+    """The ablation against the clock: each configuration's mean dev score (± the sample std
+    over its seeds) against its mean training minutes, one panel per task. A technique pays at
+    equal minutes when its point sits above the line from the cheaper rows to the plain recipe
+    given more steps."""
+    from tools import ablation
+    with open(results_path, encoding="utf-8") as f:
+        results = json.load(f)
+    rows = [row for row in ablation.summarise(results) if row["seconds"] is not None]
+    names = {"sst": "SST accuracy", "para": "QQP accuracy", "sts": "STS Pearson r"}
+    figure, axes = plt.subplots(1, len(ablation.METRICS), figsize=(13, 4.8), layout="constrained")
+    for ax, metric in zip(axes, ablation.METRICS):
+        for number, row in enumerate(rows):
+            minutes = [run["seconds"] / 60 for run in results["runs"] if run["config"] == row["config"]]
+            spread = (max(minutes) - min(minutes)) / 2
+            ax.errorbar(row["seconds"] / 60, row[metric], yerr=row[f"{metric}_std"] or 0.0, xerr=spread,
+                        fmt="o", color=plt.get_cmap("tab10")(number % 10), ms=6, capsize=3,
+                        label=f"{row['label']} ({row['seeds']} seed{'s' if row['seeds'] > 1 else ''})")
+        ax.set_xlabel("training minutes of a run (one core)", fontsize=9)
+        ax.set_title(names.get(metric, metric), fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8.5)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8.5, frameon=False)
+    figure.suptitle("The ablation against the clock: mean dev score ± sample std over seeds, "
+                    "against mean training minutes (horizontal bar: half the range of the seeds' minutes)", fontsize=10)
+    save(figure, "ablation_minutes.png")
+
+
 def configuration_curves(runs=CONFIGURATION_RUNS):
     """Each task's training loss against the step in the committed runs of chapter 12, one
     colour per run: raw, and a moving average over it. Each run's average is drawn a little
@@ -673,6 +702,7 @@ FIGURES = {
     "gradient_cosines.png": gradient_cosines,
     "smart_delta.png": smart_delta,
     "ablation.png": ablation_bars,
+    "ablation_minutes.png": ablation_minutes,
     "configuration_curves.png": configuration_curves,
 }
 
