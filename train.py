@@ -16,10 +16,12 @@ and STS are passed 1.05 and 1.4 times); a set that is not finished carries on wh
 in the next epoch. The dev sets are evaluated after each epoch and the best epoch (mean of the
 task metrics) is kept apart.
 
-The loss of a step is the sum of its batch losses (plus SMART's terms with --smart). With
---pcgrad the encoder's gradient is instead each task's gradient (the sum over its batches),
-projected off the others' where they conflict, summed; the heads keep their own task's gradient.
-A task's logged loss (and SMART terms) in a step is the mean over its batches.
+The loss of a step is the sum of its batch losses (plus SMART's terms with --smart, on the
+batches of the --smart_tasks). With --pcgrad the encoder's gradient is instead each task's
+gradient (the sum over its batches), projected off the others' where they conflict, summed; the
+heads keep their own task's gradient. The heads learn at --head_lr_factor times the encoder's
+learning rate (by default the same). A task's logged loss (and SMART terms) in a step is the
+mean over its batches.
 
 Outputs in --out: metrics.jsonl (one JSON object per step and per evaluation), last/ and
 best/ checkpoints, predictions/ in the CS224N names and columns, and model/: the best epoch
@@ -55,13 +57,18 @@ from tinybert.tensor import no_grad
 
 # Settings a checkpoint must share with the run that resumes it.
 RESUME_MUST_MATCH = ("task", "cos", "pcgrad", "smart", "batch_size", "max_len", "seed", "steps_per_epoch", "epochs",
-                     "sst_batches_per_step", "para_batches_per_step", "sts_batches_per_step")
+                     "sst_batches_per_step", "para_batches_per_step", "sts_batches_per_step", "head_lr_factor",
+                     "smart_tasks")
+# Those of RESUME_MUST_MATCH that came after checkpoints had been saved: a checkpoint (or
+# args.json) without one was trained as its default says.
+SETTINGS_BEFORE_THEY_EXISTED = {"head_lr_factor": 1.0, "smart_tasks": list(TASKS)}
 BATCHES_PER_STEP = {"sst": 1, "para": 2, "sts": 1}  # ~ the training sets' sizes
 # Every numeric flag's allowed values ("[" "]" closed ends, "(" ")" open ones; NaN is in none),
 # checked by parse_args before any work. max_len's 4: a pair needs [CLS] a [SEP] b [SEP].
 FLAG_RANGES = {
     "epochs": "[1, inf)", "steps_per_epoch": "[1, inf)", "batch_size": "[1, inf)", "eval_batch_size": "[1, inf)",
-    "max_len": "[4, inf)", "seed": "[0, inf)", "lr": "(0, inf)", "warmup": "[0, 1)", "weight_decay": "[0, inf)",
+    "max_len": "[4, inf)", "seed": "[0, inf)", "lr": "(0, inf)", "head_lr_factor": "(0, inf)", "warmup": "[0, 1)",
+    "weight_decay": "[0, inf)",
     "clip": "(0, inf)", "hidden_dropout_prob": "[0, 1)", "save_every_minutes": "[0, inf)",
     "max_loss_factor": "(1, inf)", "smart_sigma": "[0, inf)", "smart_epsilon": "(0, inf)", "smart_eta": "(0, inf)",
     "smart_steps": "[1, inf)", "smart_lambda_s": "[0, inf)", "smart_mu": "[0, inf)", "smart_beta": "[0, 1)",
@@ -90,6 +97,8 @@ def parse_args(argv=None):
     for task, count in BATCHES_PER_STEP.items():
         p.add_argument(f"--{task}_batches_per_step", type=positive_int, default=count, help=f"{task} batches in each step")
     p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate")
+    p.add_argument("--head_lr_factor", type=float, default=1.0,
+                   help="the task heads' learning rate as a multiple of the schedule's (the encoder's)")
     p.add_argument("--warmup", type=float, default=0.06, help="fraction of all steps spent warming up")
     p.add_argument("--weight_decay", type=float, default=0.01)
     p.add_argument("--clip", type=float, default=1.0, help="global gradient-norm clip")
@@ -110,6 +119,10 @@ def parse_args(argv=None):
                    help="score the dev sets only; write no test prediction files (the ablation's runs)")
     p.add_argument("--save_every_minutes", type=float, default=15.0, help="also save OUT/last this often within an epoch")
     for name, default in SmartConfig.__dataclass_fields__.items():
+        if name == "tasks":  # a list of names, not one value; ignored without --smart, as every --smart_NAME is
+            p.add_argument("--smart_tasks", nargs="+", choices=TASKS, default=list(TASKS),
+                           help="with --smart, only these tasks' batches get SMART's two terms")
+            continue
         choices = {"choices": VARIANTS} if name == "variant" else {}
         p.add_argument(f"--smart_{name}", type=type(default.default), default=default.default, **choices)
     files = {"sst": ("ids-sst-train.csv", "ids-sst-dev.csv", "ids-sst-test-student.csv"),
@@ -127,6 +140,8 @@ def parse_args(argv=None):
         p.error(problem)
     if args.resume and args.overwrite:
         p.error("--resume continues the run in OUT, --overwrite replaces it: pass one of them")
+    # one spelling per set of tasks, so that a resume (and args.json) compares sets, not orders
+    args.smart_tasks = [task for task in TASKS if task in args.smart_tasks]
     args.out = args.out or os.path.join("runs", args.task)
     for task, names in files.items():
         for split, name in zip(("train", "dev", "test"), names):
@@ -312,10 +327,15 @@ class TrainingDiverged(RuntimeError):
 def task_step(model, batch, args, smart_config, proximal):
     """Forward one task batch, return (total loss Tensor, logged values).
 
+    SMART's terms are added only when the batch's task is one of ``smart_config.tasks``
+    (--smart_tasks); another task's batch is a plain forward, as without --smart.
+
     With SMART, two snapshots of the random generator let the extra forwards replay the
     clean forward's dropout masks: the averaged model's whole forward replays the first
     (taken before the embedding layer), the perturbed forwards, which start from the
     embedding output, the second."""
+    if smart_config is not None and batch.task not in smart_config.tasks:
+        smart_config = None
     whole_forward_rng = backend.snapshot_rng() if smart_config is not None else None
     embedded = model.embed(batch)
     encoder_rng = backend.snapshot_rng() if smart_config is not None else None
@@ -377,12 +397,20 @@ def shared_parameters(model):
     return [p for name, p in model.named_parameters() if name.startswith("bert.")]
 
 
-def parameter_groups(model, weight_decay):
-    """No weight decay on biases and LayerNorm parameters (the usual BERT recipe)."""
-    decay, no_decay = [], []
+def parameter_groups(model, weight_decay, head_lr_factor=1.0):
+    """AdamW's param groups: no weight decay on biases and LayerNorm parameters (the usual
+    BERT recipe), and the task heads (every parameter outside the encoder ``model.bert``) at
+    ``head_lr_factor`` times the learning rate:
+
+        lr_encoder = lr(step),  lr_heads = head_lr_factor * lr(step)   (AdamW's "lr_scale")
+    """
+    groups = {(is_head, decays): [] for is_head in (False, True) for decays in (True, False)}
     for name, p in model.named_parameters():
-        (no_decay if p.ndim == 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        is_head, decays = not name.startswith("bert."), p.ndim != 1  # 1-D: a bias, a LayerNorm gain or shift
+        groups[(is_head, decays)].append(p)
+    return [{"params": params, "weight_decay": weight_decay if decays else 0.0,
+             "lr_scale": head_lr_factor if is_head else 1.0}
+            for (is_head, decays), params in groups.items()]
 
 
 def train(args):
@@ -413,7 +441,7 @@ def train(args):
                          f"positions of {args.weights}")
     model.train()
     shared = shared_parameters(model)
-    optimizer = AdamW(parameter_groups(model, args.weight_decay), lr=args.lr)
+    optimizer = AdamW(parameter_groups(model, args.weight_decay, args.head_lr_factor), lr=args.lr)
     smart_config = SmartConfig(**{k: getattr(args, f"smart_{k}") for k in SmartConfig.__dataclass_fields__}) if args.smart else None
     proximal = ProximalPoint(model, smart_config.beta) if args.smart else None
     pcgrad_rng = np.random.default_rng([args.seed, 99])
@@ -425,9 +453,9 @@ def train(args):
     if args.resume:
         groups, state = checkpoint.load(last)
         for key, value in settings.items():
-            if state["settings"].get(key) != value:
-                raise ValueError(f"{last}: checkpoint was trained with --{key}={state['settings'].get(key)}, "
-                                 f"this run has --{key}={value}")
+            saved = state["settings"].get(key, SETTINGS_BEFORE_THEY_EXISTED.get(key))
+            if saved != value:
+                raise ValueError(f"{last}: checkpoint was trained with --{key}={saved}, this run has --{key}={value}")
         checkpoint.restore(groups, state, model, optimizer, proximal, os.path.join(last, "checkpoint.safetensors"))
         backend.rng().bit_generator.state = state["rng"]
         pcgrad_rng.bit_generator.state = state["pcgrad_rng"]

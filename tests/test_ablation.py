@@ -151,6 +151,24 @@ def test_a_finished_run_with_other_settings_is_an_error(ablation_run, monkeypatc
     assert calls == []
 
 
+def test_a_finished_run_from_before_a_flag_existed_is_skipped_not_refused(ablation_run, tmp_path, monkeypatch):
+    """A run whose args.json predates a RESUME_MUST_MATCH flag was trained with its default
+    (train.SETTINGS_BEFORE_THEY_EXISTED): the ablation skips it like any finished run."""
+    calls = recording_train(monkeypatch)
+    out = tmp_path / "older"
+    for run in ("baseline/seed1", "baseline/seed2", "smart+pcgrad+cos/seed1", "smart+pcgrad+cos/seed2"):
+        (out / run).mkdir(parents=True)
+        for name in ("dev_metrics.json", "metrics.jsonl"):
+            (out / run / name).write_bytes((ablation_run / run / name).read_bytes())
+        settings = json.loads((ablation_run / run / "args.json").read_text())
+        for key in train.SETTINGS_BEFORE_THEY_EXISTED:
+            del settings[key]
+        (out / run / "args.json").write_text(json.dumps(settings))
+    ablation.main(command("w", out))
+    assert calls == []
+    assert len(json.loads((out / "results.json").read_text())["runs"]) == 4
+
+
 def test_report_only_trains_nothing_and_lists_the_missing_runs(ablation_run, tmp_path, monkeypatch):
     calls = recording_train(monkeypatch)
     out = tmp_path / "copy"

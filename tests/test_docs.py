@@ -369,10 +369,11 @@ def test_reported_results_equal_the_committed_runs(document):
 
 
 # what a row's command must share with the run it links; runs made before the
-# --TASK_batches_per_step flags existed drew one batch of each task per step
+# --TASK_batches_per_step flags existed drew one batch of each task per step, those made before
+# --head_lr_factor and --smart_tasks trained with their defaults (train.SETTINGS_BEFORE_THEY_EXISTED)
 RECIPE = ("task", "pcgrad", "smart", "cos", "epochs", "steps_per_epoch", "lr", "warmup", "weight_decay", "clip",
           "batch_size", "hidden_dropout_prob", "max_len", "seed", "sst_batches_per_step",
-          "para_batches_per_step", "sts_batches_per_step")
+          "para_batches_per_step", "sts_batches_per_step", "head_lr_factor", "smart_tasks")
 
 
 @pytest.mark.parametrize("document", [ROOT / "README.md", DOCS / "12-results.md"], ids=lambda p: p.name)
@@ -398,7 +399,8 @@ def test_reported_commands_reproduce_the_committed_runs(document):
                 streams, {t: getattr(args, f"{t}_batches_per_step") for t in tasks})
         recorded = json.loads((DOCS / "results" / linked.group(1) / "args.json").read_text(encoding="utf-8"))
         for key in RECIPE:
-            wanted = recorded.get(key, 1 if key.endswith("_batches_per_step") else None)
+            before_the_flag = 1 if key.endswith("_batches_per_step") else train.SETTINGS_BEFORE_THEY_EXISTED.get(key)
+            wanted = recorded.get(key, before_the_flag)
             assert getattr(args, key) == wanted, (f"{document.name}: {command.group(0)} has --{key}={getattr(args, key)}, "
                                                   f"results/{linked.group(1)} was trained with {wanted}")
 

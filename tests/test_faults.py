@@ -35,7 +35,8 @@ def main_error(argv):
 BAD_FLAGS = [("--batch_size", "0"), ("--hidden_dropout_prob", "1"), ("--epochs", "0"), ("--lr", "nan"),
              ("--lr", "inf"), ("--lr", "0"), ("--eval_batch_size", "0"), ("--max_len", "3"), ("--warmup", "1"),
              ("--clip", "0"), ("--steps_per_epoch", "0"), ("--seed", "-1"), ("--save_every_minutes", "-1"),
-             ("--max_loss_factor", "1"), ("--smart_beta", "1"), ("--smart_epsilon", "0"), ("--weight_decay", "nan")]
+             ("--max_loss_factor", "1"), ("--smart_beta", "1"), ("--smart_epsilon", "0"), ("--weight_decay", "nan"),
+             ("--head_lr_factor", "0")]
 
 
 @pytest.mark.parametrize("flag,value", BAD_FLAGS)

@@ -10,9 +10,11 @@ SHAPES = [(4, 5), (5,), (3,), (2, 3)]  # the last one never gets a gradient
 DECAYED = [True, False, False, True]   # param groups: weights decay, biases/LayerNorm do not
 
 
-def run_beside_torch(dtype, steps=20, total_steps=20, warmup_steps=5, peak_lr=1e-2):
+def run_beside_torch(dtype, steps=20, total_steps=20, warmup_steps=5, peak_lr=1e-2, lr_scales=None):
     """Train the same parameters with our AdamW and torch's, on the same random gradients
-    and the same lr schedule; return (ours, torch's) parameters as NumPy arrays."""
+    and the same lr schedule; return (ours, torch's) parameters as NumPy arrays.
+    ``lr_scales`` (decayed group's, other group's): our groups' "lr_scale", and torch's group
+    lr = schedule * scale; None leaves "lr_scale" out of our groups."""
     rng = np.random.default_rng(0)
     initial = [rng.standard_normal(shape).astype(dtype) for shape in SHAPES]
     ours = [Tensor(array.copy(), requires_grad=True) for array in initial]
@@ -21,14 +23,18 @@ def run_beside_torch(dtype, steps=20, total_steps=20, warmup_steps=5, peak_lr=1e
     def groups(params):
         return [{"params": [p for p, d in zip(params, DECAYED) if d], "weight_decay": 0.1},
                 {"params": [p for p, d in zip(params, DECAYED) if not d], "weight_decay": 0.0}]
-    optimizer = AdamW(groups(ours), lr=0.0, betas=(0.9, 0.98), eps=1e-6)
+    our_groups = groups(ours)
+    if lr_scales is not None:
+        for group, scale in zip(our_groups, lr_scales):
+            group["lr_scale"] = scale
+    optimizer = AdamW(our_groups, lr=0.0, betas=(0.9, 0.98), eps=1e-6)
     reference = torch.optim.AdamW(groups(theirs), lr=0.0, betas=(0.9, 0.98), eps=1e-6, foreach=False)
 
     for step in range(steps):
         lr = linear_warmup_decay(step + 1, total_steps, warmup_steps, peak_lr)
         optimizer.lr = lr
-        for group in reference.param_groups:
-            group["lr"] = lr
+        for group, scale in zip(reference.param_groups, lr_scales or (1.0, 1.0)):
+            group["lr"] = lr * scale
         for p, q in zip(ours[:-1], theirs[:-1]):
             grad = rng.standard_normal(p.shape).astype(dtype)
             p.grad, q.grad = grad, torch.tensor(grad.copy())
@@ -57,6 +63,17 @@ def test_adamw_matches_torch_float64():
     for p, q in zip(ours, theirs):
         assert p.dtype == np.float64
         assert np.max(np.abs(p - q)) < 1e-13
+
+
+def test_lr_scale_matches_torch_group_lr():
+    # each group steps at lr * lr_scale, its decay included, as torch's per-group lr does; the
+    # decayed group's scale 3 and the other's 0.5 move both groups away from a plain run
+    initial, ours, theirs, _ = run_beside_torch(np.float64, lr_scales=(3.0, 0.5))
+    _, plain, _, _ = run_beside_torch(np.float64)
+    for p, q, r in zip(ours[:-1], theirs[:-1], plain[:-1]):
+        assert np.max(np.abs(p - q)) < 1e-13
+        assert np.max(np.abs(p - r)) > 1e-3
+    assert np.array_equal(ours[-1], initial[-1])  # still no gradient, still skipped
 
 
 def test_weight_decay_is_decoupled():

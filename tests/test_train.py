@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:  # train.py is a script at the repository root, no
     sys.path.insert(0, str(ROOT))
 
 import train  # noqa: E402
-from tinybert import backend, checkpoint  # noqa: E402
+from tinybert import backend, checkpoint, io  # noqa: E402
 from tinybert.data import SAMPLE_DATA_DIR, PairExample, SentenceExample, load_pairs, load_sst  # noqa: E402
 from tinybert.model import BertConfig, BertModel  # noqa: E402
 from tinybert.multitask import MultitaskBert  # noqa: E402
@@ -248,6 +248,55 @@ def test_batches_per_step_must_be_a_positive_integer(value, capsys):
     with pytest.raises(SystemExit):
         train.parse_args(["--para_batches_per_step", value])
     assert f"argument --para_batches_per_step: expected a positive integer, got '{value}'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- --head_lr_factor, --smart_tasks
+def test_head_lr_factor_and_smart_tasks_reach_the_optimizer_the_steps_and_args_json(tiny_weights, tmp_path,
+                                                                                    monkeypatch):
+    real_parameter_groups, factors = train.parameter_groups, []
+
+    def parameter_groups(model, weight_decay, head_lr_factor=1.0):
+        factors.append(head_lr_factor)
+        return real_parameter_groups(model, weight_decay, head_lr_factor)
+    monkeypatch.setattr(train, "parameter_groups", parameter_groups)
+    run(tiny_weights, tmp_path, "--task", "all", "--cos", "--smart", "--smart_tasks", "sts", "--head_lr_factor", "4",
+        "--no_test_predictions")
+    assert factors == [4.0]
+    for record in records(tmp_path, "step"):
+        assert {k for k in record if k.startswith(("smart_", "bregman_"))} == {"smart_sts", "bregman_sts"}
+    recorded = json.loads((tmp_path / "args.json").read_text())
+    assert (recorded["head_lr_factor"], recorded["smart_tasks"]) == (4.0, ["sts"])
+
+
+def test_smart_tasks_are_spelled_in_one_order_and_checked(capsys):
+    assert train.parse_args([]).smart_tasks == ["sst", "para", "sts"]
+    assert train.parse_args(["--smart", "--smart_tasks", "sts", "sst", "sts"]).smart_tasks == ["sst", "sts"]
+    # without --smart it is accepted and inert, as every --smart_NAME setting is (tools/ablation.py
+    # hands the same extra arguments to its SMART and plain rows)
+    assert train.parse_args(["--smart_tasks", "sts"]).smart_tasks == ["sts"]
+    with pytest.raises(SystemExit):
+        train.parse_args(["--smart", "--smart_tasks", "nli"])
+    assert "argument --smart_tasks: invalid choice: 'nli'" in capsys.readouterr().err
+
+
+def test_resume_keeps_head_lr_factor_and_smart_tasks_and_older_checkpoints_had_the_defaults(tiny_weights, tmp_path):
+    run(tiny_weights, tmp_path, "--task", "sts", "--smart")
+    changes = [(["--head_lr_factor", "2"], "--head_lr_factor=1.0, this run has --head_lr_factor=2.0"),
+               (["--smart_tasks", "sts"], "--smart_tasks=['sst', 'para', 'sts'], this run has --smart_tasks=['sts']")]
+
+    def refused(extra, named):
+        with pytest.raises(SystemExit) as error:
+            train.main(arguments(tiny_weights, tmp_path, "--task", "sts", "--smart", *extra, "--resume"))
+        return f"checkpoint was trained with {named}" in exit_message(error)
+    assert all(refused(extra, named) for extra, named in changes)
+    # a checkpoint saved before the two flags existed has neither setting: it trained as their defaults say
+    path = tmp_path / "last" / "checkpoint.safetensors"
+    _, state = checkpoint.load(tmp_path / "last")
+    for key in ("head_lr_factor", "smart_tasks"):
+        del state["settings"][key]
+    io.save_arrays(str(path), load_file(str(path)), metadata={"state": json.dumps(state)})
+    assert run(tiny_weights, tmp_path, "--task", "sts", "--smart", "--resume")["step"] == 3
+    assert all(refused(extra, named) for extra, named in changes)
 
 
 def test_no_test_predictions_writes_dev_files_only(tiny_weights, tmp_path):

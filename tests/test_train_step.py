@@ -1,7 +1,9 @@
 """train.step_gradients, the gradient wiring of one training step: with several tasks, the
 encoder's gradient is the PCGrad combination (or the plain sum) of the per-task gradients,
 each computed alone; each head holds its own task's gradient and nothing else; and what is
-logged are the raw (unprojected) statistics. On a tiny float64 MultitaskBert, no dropout."""
+logged are the raw (unprojected) statistics. On a tiny float64 MultitaskBert, no dropout
+(but for --smart_tasks, whose equality with a plain step must hold with dropout's draws too).
+Also the update a step's gradients make: train.parameter_groups' rates (--head_lr_factor)."""
 import argparse
 import sys
 
@@ -9,11 +11,13 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, assert_close
-from test_smart import HEADS, batch_for, tiny_model
+from test_smart import HEADS, batch_for, dropout_model, tiny_model
 
 sys.path.insert(0, str(ROOT))
 import train  # noqa: E402
-from tinybert import pcgrad  # noqa: E402
+from tinybert import backend, pcgrad  # noqa: E402
+from tinybert.optim import AdamW  # noqa: E402
+from tinybert.smart import ProximalPoint, SmartConfig  # noqa: E402
 
 LABELS = {"sst": [np.array([0, 4, 2]), np.array([3, 1, 1])],
           "para": [np.array([1.0, 0.0, 1.0]), np.array([0.0, 0.0, 1.0])],
@@ -106,3 +110,73 @@ def test_every_batch_loss_is_checked_before_its_backward():
     expected = [model.loss(b, model(b)).item() for b in batches["sst"] + batches["para"][:1]]
     assert [(task, value) for task, value, _ in seen] == [("sst", expected[0]), ("sst", expected[1]), ("para", expected[2])]
     assert [had_gradient for _, _, had_gradient in seen] == [False, True, False]  # the encoder is clean for para
+
+
+def test_smart_tasks_add_smart_to_those_tasks_only():
+    # --smart_tasks sts: the sts batch gets R_s and D_Breg; sst and para train exactly as in a
+    # step without SMART (same dropout draws, same losses, same head and encoder gradients)
+    model, batches = dropout_model(cos=True), step_batches()
+    config = SmartConfig(variant="paper", sigma=1e-3, epsilon=1e-2, tasks=("sts",))
+    proximal = ProximalPoint(model, config.beta)
+    for p in model.parameters():   # move theta off the average, so that D_Breg is not 0
+        p.data = p.data + 0.05
+    args = argparse.Namespace(pcgrad=False)
+
+    def one_step(smart_config):
+        backend.seed(0)
+        model.zero_grad()
+        record = train.step_gradients(model, train.shared_parameters(model), batches, args, smart_config,
+                                      proximal, np.random.default_rng(7), no_check)
+        return record, {name: None if p.grad is None else p.grad.copy() for name, p in model.named_parameters()}
+    record, gradients = one_step(config)
+    plain_record, plain_gradients = one_step(None)
+
+    assert record["smart_sts"] > 0 and record["bregman_sts"] > 0
+    smart_keys = [key for key in record if key.startswith(("smart_", "bregman_", "delta_"))]
+    assert smart_keys and all(key.endswith("_sts") for key in smart_keys), smart_keys
+    assert record["encoder_grad_norm_sts"] != plain_record["encoder_grad_norm_sts"]  # SMART did act on sts
+    for task in ("sst", "para"):
+        for key in (f"loss_{task}", f"encoder_grad_norm_{task}"):
+            assert record[key] == plain_record[key], key
+        for name, gradient in gradients.items():
+            if name.startswith(HEADS[task]):
+                assert np.array_equal(gradient, plain_gradients[name]), name
+    for tasks in (("nli",), ()):
+        with pytest.raises(ValueError, match="expected some of sst, para, sts"):
+            SmartConfig(tasks=tasks)
+
+
+def test_parameter_groups_give_the_heads_head_lr_factor_times_the_rate():
+    # Adam's first step moves every entry by lr_g * m^ / (sqrt(v^) + eps) = lr_g * g / (|g| + eps),
+    # about lr_g whatever g is (bias correction), so one step's size reads off each rate
+    lr, factor = 1e-3, 5.0
+    model = tiny_model()
+    groups = train.parameter_groups(model, weight_decay=0.0, head_lr_factor=factor)
+    heads = {name for name, _ in model.named_parameters() if not name.startswith("bert.")}
+    assert heads and len(heads) < len(list(model.named_parameters()))
+    before = {name: p.data.copy() for name, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = np.full(p.shape, 0.5)
+    optimizer = AdamW(groups, lr=lr)
+    optimizer.step()
+    for name, p in model.named_parameters():
+        assert_close(name, before[name] - p.data, np.full(p.shape, lr * (factor if name in heads else 1.0)), rtol=1e-7)
+
+
+def test_head_lr_factor_1_updates_as_the_two_groups_before_it():
+    # the default splits the groups into heads and encoder but changes no bit of the update of
+    # the two groups train.py made before the flag (weights decayed, 1-D parameters not)
+    def two_groups(model):
+        return [{"params": [p for p in model.parameters() if p.ndim != 1], "weight_decay": 0.01},
+                {"params": [p for p in model.parameters() if p.ndim == 1], "weight_decay": 0.0}]
+    updated = []
+    for make_groups in (lambda model: train.parameter_groups(model, 0.01), two_groups):
+        model, gradients = tiny_model(), np.random.default_rng(3)
+        optimizer = AdamW(make_groups(model), lr=1e-3)
+        for _ in range(3):
+            for p in model.parameters():
+                p.grad = gradients.standard_normal(p.shape)
+            optimizer.step()
+        updated.append({name: p.data for name, p in model.named_parameters()})
+    now, before = updated
+    assert all(np.array_equal(now[name], before[name]) for name in before)

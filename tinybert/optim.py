@@ -11,22 +11,27 @@ class AdamW:
     """Adam with decoupled weight decay (Loshchilov & Hutter 2019), step for step the same
     arithmetic as ``torch.optim.AdamW``.
 
-    For every parameter p with gradient g, at step t = 1, 2, ...:
+    For every parameter p with gradient g, at step t = 1, 2, ..., with lr_g = lr * lr_scale
+    the learning rate of p's group:
 
-        p   <- p * (1 - lr * wd)                   decoupled weight decay
+        p   <- p * (1 - lr_g * wd)                 decoupled weight decay
         m   <- b1 * m + (1 - b1) * g               first moment (mean of g)
         v   <- b2 * v + (1 - b2) * g^2             second moment (uncentred variance)
         m^  =  m / (1 - b1^t)                      bias corrections: m and v start at 0,
         v^  =  v / (1 - b2^t)                      so early averages are too small
-        p   <- p - lr * m^ / (sqrt(v^) + eps)
+        p   <- p - lr_g * m^ / (sqrt(v^) + eps)
 
     Decoupled means the decay shrinks p directly instead of being added to g, so it is not
     rescaled by 1/sqrt(v^) (Adam with an L2 term in g decays weights with large gradients
     less than the rest).
 
-    params: a list of Tensors, or a list of param groups ``{"params": [...], "weight_decay": wd}``
-        (a group without "weight_decay" gets the default), e.g. wd = 0 for biases and LayerNorm.
-    lr: a plain attribute; the training loop sets ``optimizer.lr`` from the schedule each step.
+    params: a list of Tensors, or a list of param groups ``{"params": [...], "weight_decay": wd,
+        "lr_scale": s}`` (a group without "weight_decay" gets the default, one without
+        "lr_scale" 1), e.g. wd = 0 for biases and LayerNorm, s > 1 for freshly initialised heads.
+        The group's lr_g = lr * s is what torch's per-group "lr" would be: it scales the decay
+        too.
+    lr: a plain attribute; the training loop sets ``optimizer.lr`` from the schedule each step,
+        and every group follows it in proportion.
 
     One step count t is shared by all parameters (torch keeps one per parameter and advances
     it only when that parameter has a gradient; the two agree as long as no parameter misses
@@ -37,10 +42,11 @@ class AdamW:
         params = list(params)
         groups = params if params and isinstance(params[0], dict) else [{"params": params}]
         # every parameter in group order (the order the names of state_arrays() refer to),
-        # each with its group's weight decay
+        # each with its group's weight decay and learning-rate scale
         self.params = [p for group in groups for p in group["params"]]
         self.weight_decays = [group.get("weight_decay", weight_decay)
                               for group in groups for _ in group["params"]]
+        self.lr_scales = [group.get("lr_scale", 1.0) for group in groups for _ in group["params"]]
         self.lr = lr
         self.betas = betas
         self.eps = eps
@@ -53,9 +59,11 @@ class AdamW:
         """One AdamW update of every parameter that has a gradient (formulas in the class
         docstring)."""
         self.step_count += 1
-        for p, m, v, weight_decay in zip(self.params, self.exp_avg, self.exp_avg_sq, self.weight_decays):
+        for p, m, v, weight_decay, lr_scale in zip(self.params, self.exp_avg, self.exp_avg_sq, self.weight_decays,
+                                                   self.lr_scales):
             if p.grad is not None:
-                adamw_update(p.data, p.grad, m, v, self.lr, weight_decay, self.betas, self.eps, self.step_count)
+                adamw_update(p.data, p.grad, m, v, self.lr * lr_scale, weight_decay, self.betas, self.eps,
+                             self.step_count)
 
     def zero_grad(self):
         """Forget every gradient (set to None), so the next backward() starts from nothing."""

@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 
 from . import backend, ops
+from .multitask import TASKS
 from .tensor import Tensor
 
 VARIANTS = ("paper", "mtdnn")
@@ -52,10 +53,15 @@ class SmartConfig:
     beta: float = 0.999          # EMA decay of theta~ after the first beta_early_fraction of the updates
     beta_early: float = 0.99     # EMA decay of theta~ during the first beta_early_fraction of the updates
     beta_early_fraction: float = 0.1
+    tasks: tuple = TASKS         # the tasks whose batches get R_s and D_Breg (train.task_step): --smart_tasks
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"SMART variant {self.variant!r}: expected one of {', '.join(VARIANTS)}")
+        self.tasks = tuple(self.tasks)  # train.py passes the list argparse made
+        unknown = [task for task in self.tasks if task not in TASKS]
+        if unknown or not self.tasks:
+            raise ValueError(f"SMART tasks {list(self.tasks)}: expected some of {', '.join(TASKS)}")
 
     def beta_at(self, update, total_updates):
         """beta for update number ``update`` (0-based) of ``total_updates``: beta_early while

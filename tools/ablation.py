@@ -182,8 +182,9 @@ def check_settings(folder, argv):
         recorded = json.load(f)
     wanted = vars(train.parse_args(argv))
     for key in train.RESUME_MUST_MATCH:
-        if wanted[key] is not None and recorded.get(key) != wanted[key]:
-            raise ValueError(f"{folder} was trained with --{key}={recorded.get(key)}, this ablation has "
+        trained = recorded.get(key, train.SETTINGS_BEFORE_THEY_EXISTED.get(key))  # args.json older than the flag
+        if wanted[key] is not None and trained != wanted[key]:
+            raise ValueError(f"{folder} was trained with --{key}={trained}, this ablation has "
                              f"--{key}={wanted[key]}: use another --out, or delete that run folder")
 
 
