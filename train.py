@@ -23,7 +23,9 @@ heads keep their own task's gradient. The heads learn at --head_lr_factor times 
 learning rate (by default the same). A task's logged loss (and SMART terms) in a step is the
 mean over its batches.
 
-Outputs in --out: metrics.jsonl (one JSON object per step and per evaluation), last/ and
+Outputs in --out: metrics.jsonl (one JSON object per step and per evaluation; a step's
+"seconds" are the training time so far, saves and evaluations left out, as tools/peer.py
+counts them, and an evaluation's "minutes" the same time when it began), last/ and
 best/ checkpoints, predictions/ in the CS224N names and columns, and model/: the best epoch
 as a folder that `python -m tinybert.predict RUN` answers from (tinybert/predict.py).
 
@@ -486,13 +488,12 @@ def train(args):
     previous_handlers = {number: signal.signal(number, lambda number, frame: interrupted.append(number))
                          for number in (signal.SIGINT, signal.SIGTERM)}
     progress = Progress(total_steps - state["step"], f"train {args.task}")
-    started = time.time() - state.get("seconds", 0.0)
     last_saved = time.time()
     try:
         if state["evaluated_epoch"] < state["step"] // args.steps_per_epoch:  # saved, then stopped before evaluating
             evaluate()
         while state["step"] < total_steps:
-            step = state["step"]
+            step, step_started = state["step"], time.time()
             optimizer.lr = linear_warmup_decay(step, total_steps, int(args.warmup * total_steps), args.lr)
             record = {"type": "step", "step": step + 1, "epoch": step // args.steps_per_epoch + 1, "lr": optimizer.lr}
             batches = {task: [encode_batch(task, streams[task].batch(step * per_step[task] + k), tokenizer,
@@ -509,7 +510,9 @@ def train(args):
             if proximal is not None:
                 proximal.update(model, smart_config.beta_at(step, total_steps))
             state["step"] = step + 1
-            state["seconds"] = record["seconds"] = round(time.time() - started, 2)
+            # training time only, as the peer counts it (tools/peer.py): saves and evaluations left out
+            record["step_seconds"] = round(time.time() - step_started, 3)
+            state["seconds"] = record["seconds"] = round(state.get("seconds", 0.0) + record["step_seconds"], 2)
             log.write(json.dumps(record) + "\n")
             log.flush()
             progress.update(1, **{k: v for k, v in record.items() if k.startswith("loss_")})
@@ -557,7 +560,7 @@ def check_loss(task, value, step, state, args, last):
 def evaluate_epoch(model, tasks, dev_sets, tokenizer, args, state, log, save, best):
     """Score the dev sets; on a new best (mean of the task metrics), keep the checkpoint in
     best/ and write the dev prediction files from this very evaluation."""
-    epoch = state["step"] // args.steps_per_epoch
+    epoch, started = state["step"] // args.steps_per_epoch, time.time()
     scores, predictions = {}, {}
     for task in tasks:
         predictions[task] = predict(model, task, dev_sets[task], tokenizer, args)
@@ -567,7 +570,9 @@ def evaluate_epoch(model, tasks, dev_sets, tokenizer, args, state, log, save, be
         raise TrainingDiverged(f"the dev scores of epoch {epoch} are {scores}: the model's outputs overflowed; "
                                "stopped, this model is not kept as best/")
     log.write(json.dumps({"type": "eval", "step": state["step"], "epoch": epoch,
-                          **{f"dev_{t}": v for t, v in scores.items()}, "dev_mean": score}) + "\n")
+                          **{f"dev_{t}": v for t, v in scores.items()}, "dev_mean": score,
+                          "minutes": round(state.get("seconds", 0.0) / 60, 3),
+                          "eval_seconds": round(time.time() - started, 2)}) + "\n")
     log.flush()
     print("\nepoch " + str(epoch) + ": " + "  ".join(f"dev_{t} {v:.4f}" for t, v in scores.items()), file=sys.stderr)
     if state["best_score"] is None or score > state["best_score"]:

@@ -82,7 +82,7 @@ def checkpoint_arrays(folder):
 
 def without_clock(record):
     """A state or metrics record less its wall-clock time, the one thing a rerun changes."""
-    return {k: v for k, v in record.items() if k != "seconds"}
+    return {k: v for k, v in record.items() if k not in ("seconds", "step_seconds", "minutes", "eval_seconds")}
 
 
 def assert_same_run(a, b):
@@ -136,6 +136,19 @@ def test_full_recipe_logs_every_term(full_run):
         assert 0.0 <= record["dev_sst"] <= 1.0 and 0.0 <= record["dev_para"] <= 1.0
         assert -1.0 <= record["dev_sts"] <= 1.0
         assert record["dev_mean"] == pytest.approx(np.mean([record[f"dev_{t}"] for t in ("sst", "para", "sts")]))
+
+
+def test_the_clock_counts_training_only_as_the_peer_does(full_run):
+    # a step's "seconds" is the sum of the steps' own times: the evaluation after step 3 and the
+    # saves are left out, so that train.py's minutes and tools/peer.py's mean the same thing
+    out, _ = full_run
+    steps, evals = records(out, "step"), records(out, "eval")
+    assert all(r["step_seconds"] > 0 for r in steps)
+    assert [r["seconds"] for r in steps] == pytest.approx(np.cumsum([r["step_seconds"] for r in steps]), abs=0.02)
+    by_step = {r["step"]: r for r in steps}
+    for record in evals:
+        assert record["minutes"] == pytest.approx(by_step[record["step"]]["seconds"] / 60, abs=1e-3)
+        assert record["eval_seconds"] > 0
 
 
 def test_full_recipe_writes_checkpoints(full_run, tiny_weights):
