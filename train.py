@@ -27,7 +27,8 @@ Outputs in --out: metrics.jsonl (one JSON object per step and per evaluation; a 
 "seconds" are the training time so far, saves and evaluations left out, as tools/peer.py
 counts them, and an evaluation's "minutes" the same time when it began), last/ and
 best/ checkpoints, predictions/ in the CS224N names and columns, and model/: the best epoch
-as a folder that `python -m tinybert.predict RUN` answers from (tinybert/predict.py).
+as a folder that `python -m tinybert.predict RUN` answers from (tinybert/predict.py), and
+machine.json (tinybert.machine: the CPU and BLAS the minutes were measured on).
 
 Nothing is lost: a folder that holds a run is refused unless --resume (or --overwrite); every
 flag and output path is checked before the first step; last/ is saved at the end of an epoch
@@ -48,7 +49,7 @@ import time
 
 import numpy as np
 
-from tinybert import backend, checkpoint, io, pcgrad
+from tinybert import backend, checkpoint, io, machine, pcgrad
 from tinybert.data import default_data_dir, load_pairs, load_sst, make_batches
 from tinybert.model import BertModel
 from tinybert.multitask import TASKS, MultitaskBert, encode_batch
@@ -77,7 +78,7 @@ FLAG_RANGES = {
     "smart_beta_early": "[0, 1)", "smart_beta_early_fraction": "[0, 1]",
 }
 # What a run folder holds: if any is there, the folder is not reused without --resume or --overwrite.
-RUN_ENTRIES = ("metrics.jsonl", "args.json", "resumes.jsonl", "dev_metrics.json", "last", "best", "model", "predictions")
+RUN_ENTRIES = ("metrics.jsonl", "args.json", "machine.json", "resumes.jsonl", "dev_metrics.json", "last", "best", "model", "predictions")
 
 
 def positive_int(text):
@@ -472,6 +473,7 @@ def train(args):
         io.remove_temporaries(os.path.join(args.out, name))
     os.makedirs(args.out, exist_ok=True)
     io.write_text(os.path.join(args.out, "args.json"), json.dumps(vars(args), indent=2))
+    io.write_text(os.path.join(args.out, "machine.json"), json.dumps(machine.describe(), indent=2))
     log = open(os.path.join(args.out, "metrics.jsonl"), "a")
 
     def save(folder):

@@ -149,6 +149,9 @@ def test_the_clock_counts_training_only_as_the_peer_does(full_run):
     for record in evals:
         assert record["minutes"] == pytest.approx(by_step[record["step"]]["seconds"] / 60, abs=1e-3)
         assert record["eval_seconds"] > 0
+    machine = json.loads((out / "machine.json").read_text())  # the minutes name the machine they came from
+    assert machine["cpu"] and machine["cpu_count"] >= 1 and machine["numpy"] == np.__version__
+    assert "kernels chosen at run time" in machine["numpy_blas"]
 
 
 def test_full_recipe_writes_checkpoints(full_run, tiny_weights):
