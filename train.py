@@ -13,8 +13,10 @@ about the same. Each task cycles through its own training set, reshuffled (and b
 length) on every pass. An epoch is ``--steps_per_epoch`` steps, by default the fewest steps
 that pass once over every training set (with --task all: 267 steps, SST's 267 batches; Quora
 and STS are passed 1.05 and 1.4 times); a set that is not finished carries on where it stopped
-in the next epoch. The dev sets are evaluated after each epoch and the best epoch (mean of the
-task metrics) is kept apart.
+in the next epoch. ``--epochs`` may end in a fraction: the default 1.5 runs 401 steps with
+--task all, what fits an hour on two CPU cores with the default SMART (chapter 12's
+equal-minutes table). The dev sets are evaluated after each epoch and at the last step, and the
+best evaluation (mean of the task metrics) is kept apart.
 
 The loss of a step is the sum of its batch losses (plus SMART's terms with --smart, on the
 batches of the --smart_tasks). With --pcgrad the encoder's gradient is instead each task's
@@ -69,7 +71,7 @@ BATCHES_PER_STEP = {"sst": 1, "para": 2, "sts": 1}  # ~ the training sets' sizes
 # Every numeric flag's allowed values ("[" "]" closed ends, "(" ")" open ones; NaN is in none),
 # checked by parse_args before any work. max_len's 4: a pair needs [CLS] a [SEP] b [SEP].
 FLAG_RANGES = {
-    "epochs": "[1, inf)", "steps_per_epoch": "[1, inf)", "batch_size": "[1, inf)", "eval_batch_size": "[1, inf)",
+    "epochs": "(0, inf)", "steps_per_epoch": "[1, inf)", "batch_size": "[1, inf)", "eval_batch_size": "[1, inf)",
     "max_len": "[4, inf)", "seed": "[0, inf)", "lr": "(0, inf)", "head_lr_factor": "(0, inf)", "warmup": "[0, 1)",
     "weight_decay": "[0, inf)",
     "clip": "(0, inf)", "hidden_dropout_prob": "[0, 1)", "save_every_minutes": "[0, inf)",
@@ -95,7 +97,8 @@ def parse_args(argv=None):
     p.add_argument("--pcgrad", action="store_true", help="project conflicting task gradients (PCGrad)")
     p.add_argument("--smart", action="store_true", help="SMART adversarial + Bregman regularisation")
     p.add_argument("--cos", action="store_true", help="STS as a bi-encoder with a cosine-similarity loss")
-    p.add_argument("--epochs", type=int, default=1, help="one default epoch fits the 90-minute CPU budget with SMART")
+    p.add_argument("--epochs", type=float, default=1.5,
+                   help="passes of --steps_per_epoch steps; a fraction ends the run within the last one (1.5: 401 steps with --task all)")
     p.add_argument("--steps_per_epoch", type=int, default=None, help="default: the fewest steps that pass over every training set")
     for task, count in BATCHES_PER_STEP.items():
         p.add_argument(f"--{task}_batches_per_step", type=positive_int, default=count, help=f"{task} batches in each step")
@@ -123,8 +126,9 @@ def parse_args(argv=None):
     p.add_argument("--save_every_minutes", type=float, default=15.0, help="also save OUT/last this often within an epoch")
     for name, default in SmartConfig.__dataclass_fields__.items():
         if name == "tasks":  # a list of names, not one value; ignored without --smart, as every --smart_NAME is
-            p.add_argument("--smart_tasks", nargs="+", choices=TASKS, default=list(TASKS),
-                           help="with --smart, only these tasks' batches get SMART's two terms")
+            p.add_argument("--smart_tasks", nargs="+", choices=TASKS, default=["sts"],
+                           help="with --smart, only these tasks' batches get SMART's two terms (default sts, "
+                                "where it pays: chapter 12)")
             continue
         choices = {"choices": VARIANTS} if name == "variant" else {}
         p.add_argument(f"--smart_{name}", type=type(default.default), default=default.default, **choices)
@@ -282,6 +286,17 @@ class BatchStream:
         return self._batches[position]
 
 
+def epoch_at(step, steps_per_epoch):
+    """The epochs done after ``step`` steps: a whole number at an epoch's end, else to 3 decimals
+    (the end of a run whose --epochs has a fraction)."""
+    return step // steps_per_epoch if step % steps_per_epoch == 0 else round(step / steps_per_epoch, 3)
+
+
+def evaluation_due(step, steps_per_epoch, total_steps):
+    """The dev sets are evaluated at the end of every epoch and at the last step."""
+    return step % steps_per_epoch == 0 or step == total_steps
+
+
 def default_steps_per_epoch(streams, batches_per_step):
     """The fewest steps in which every task passes once over its training set, when a step
     takes ``batches_per_step[task]`` batches of each task's stream."""
@@ -436,7 +451,7 @@ def train(args):
     streams = {t: BatchStream(TASKS.index(t), train_sets[t], args.batch_size, args.seed) for t in tasks}
     per_step = {t: getattr(args, f"{t}_batches_per_step") for t in tasks}
     args.steps_per_epoch = args.steps_per_epoch or default_steps_per_epoch(streams, per_step)
-    total_steps = args.steps_per_epoch * args.epochs
+    total_steps = math.ceil(round(args.epochs * args.steps_per_epoch, 6))  # round: 1.5 * 267 is not exact
 
     model = MultitaskBert(BertModel.from_pretrained(args.weights), args.hidden_dropout_prob, args.cos)
     if args.max_len > model.bert.config.max_position_embeddings:
@@ -462,7 +477,7 @@ def train(args):
         checkpoint.restore(groups, state, model, optimizer, proximal, os.path.join(last, "checkpoint.safetensors"))
         backend.rng().bit_generator.state = state["rng"]
         pcgrad_rng.bit_generator.state = state["pcgrad_rng"]
-        state.setdefault("evaluated_epoch", state["step"] // args.steps_per_epoch)  # older checkpoints
+        state.setdefault("evaluated_epoch", epoch_at(state["step"], args.steps_per_epoch))  # older checkpoints
         state.setdefault("first_loss", {})
         record_resume(args, state)
         trim_log(os.path.join(args.out, "metrics.jsonl"), state, args.steps_per_epoch)
@@ -483,7 +498,7 @@ def train(args):
 
     def evaluate():
         evaluate_epoch(model, tasks, dev_sets, tokenizer, args, state, log, save, best)
-        state["evaluated_epoch"] = state["step"] // args.steps_per_epoch
+        state["evaluated_epoch"] = epoch_at(state["step"], args.steps_per_epoch)
         save(last)
 
     interrupted = []  # the signal's number; the loop saves last/ and returns at the end of the step
@@ -492,7 +507,8 @@ def train(args):
     progress = Progress(total_steps - state["step"], f"train {args.task}")
     last_saved = time.time()
     try:
-        if state["evaluated_epoch"] < state["step"] // args.steps_per_epoch:  # saved, then stopped before evaluating
+        if (evaluation_due(state["step"], args.steps_per_epoch, total_steps)  # saved, then stopped before evaluating
+                and state["evaluated_epoch"] < epoch_at(state["step"], args.steps_per_epoch)):
             evaluate()
         while state["step"] < total_steps:
             step, step_started = state["step"], time.time()
@@ -518,7 +534,7 @@ def train(args):
             log.write(json.dumps(record) + "\n")
             log.flush()
             progress.update(1, **{k: v for k, v in record.items() if k.startswith("loss_")})
-            if state["step"] % args.steps_per_epoch == 0:
+            if evaluation_due(state["step"], args.steps_per_epoch, total_steps):
                 save(last)  # before the evaluation, which can fail too
                 evaluate()
                 last_saved = time.time()
@@ -562,7 +578,7 @@ def check_loss(task, value, step, state, args, last):
 def evaluate_epoch(model, tasks, dev_sets, tokenizer, args, state, log, save, best):
     """Score the dev sets; on a new best (mean of the task metrics), keep the checkpoint in
     best/ and write the dev prediction files from this very evaluation."""
-    epoch, started = state["step"] // args.steps_per_epoch, time.time()
+    epoch, started = epoch_at(state["step"], args.steps_per_epoch), time.time()
     scores, predictions = {}, {}
     for task in tasks:
         predictions[task] = predict(model, task, dev_sets[task], tokenizer, args)
