@@ -13,9 +13,7 @@ about the same. Each task cycles through its own training set, reshuffled (and b
 length) on every pass. An epoch is ``--steps_per_epoch`` steps, by default the fewest steps
 that pass once over every training set (with --task all: 267 steps, SST's 267 batches; Quora
 and STS are passed 1.05 and 1.4 times); a set that is not finished carries on where it stopped
-in the next epoch. ``--epochs`` may end in a fraction: the default 1.5 runs 401 steps with
---task all, what fits an hour on two CPU cores with the default SMART (chapter 12's
-equal-minutes table). The dev sets are evaluated after each epoch and at the last step, and the
+in the next epoch. ``--epochs`` may end in a fraction (1.5: 401 steps with --task all). The dev sets are evaluated after each epoch and at the last step, and the
 best evaluation (mean of the task metrics) is kept apart.
 
 The loss of a step is the sum of its batch losses (plus SMART's terms with --smart, on the
@@ -97,7 +95,7 @@ def parse_args(argv=None):
     p.add_argument("--pcgrad", action="store_true", help="project conflicting task gradients (PCGrad)")
     p.add_argument("--smart", action="store_true", help="SMART adversarial + Bregman regularisation")
     p.add_argument("--cos", action="store_true", help="STS as a bi-encoder with a cosine-similarity loss")
-    p.add_argument("--epochs", type=float, default=1.5,
+    p.add_argument("--epochs", type=float, default=1.0,
                    help="passes of --steps_per_epoch steps; a fraction ends the run within the last one (1.5: 401 steps with --task all)")
     p.add_argument("--steps_per_epoch", type=int, default=None, help="default: the fewest steps that pass over every training set")
     for task, count in BATCHES_PER_STEP.items():
@@ -126,9 +124,8 @@ def parse_args(argv=None):
     p.add_argument("--save_every_minutes", type=float, default=15.0, help="also save OUT/last this often within an epoch")
     for name, default in SmartConfig.__dataclass_fields__.items():
         if name == "tasks":  # a list of names, not one value; ignored without --smart, as every --smart_NAME is
-            p.add_argument("--smart_tasks", nargs="+", choices=TASKS, default=["sts"],
-                           help="with --smart, only these tasks' batches get SMART's two terms (default sts, "
-                                "where it pays: chapter 12)")
+            p.add_argument("--smart_tasks", nargs="+", choices=TASKS, default=list(TASKS),
+                           help="with --smart, only these tasks' batches get SMART's two terms")
             continue
         choices = {"choices": VARIANTS} if name == "variant" else {}
         p.add_argument(f"--smart_{name}", type=type(default.default), default=default.default, **choices)

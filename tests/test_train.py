@@ -108,8 +108,7 @@ def exit_message(error):
 @pytest.fixture(scope="module")
 def full_run(tiny_weights, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "all"
-    state = run(tiny_weights, out, "--task", "all", "--pcgrad", "--smart", "--cos", "--smart_tasks", "sst", "para", "sts",
-                epochs=2)
+    state = run(tiny_weights, out, "--task", "all", "--pcgrad", "--smart", "--cos", epochs=2)
     return out, state
 
 
@@ -287,7 +286,7 @@ def test_head_lr_factor_and_smart_tasks_reach_the_optimizer_the_steps_and_args_j
 
 
 def test_smart_tasks_are_spelled_in_one_order_and_checked(capsys):
-    assert train.parse_args([]).smart_tasks == ["sts"]
+    assert train.parse_args([]).smart_tasks == ["sst", "para", "sts"]
     assert train.parse_args(["--smart", "--smart_tasks", "sts", "sst", "sts"]).smart_tasks == ["sst", "sts"]
     # without --smart it is accepted and inert, as every --smart_NAME setting is (tools/ablation.py
     # hands the same extra arguments to its SMART and plain rows)
@@ -298,28 +297,23 @@ def test_smart_tasks_are_spelled_in_one_order_and_checked(capsys):
 
 
 def test_resume_keeps_head_lr_factor_and_smart_tasks_and_older_checkpoints_had_the_defaults(tiny_weights, tmp_path):
-    old_default = ["--smart_tasks", "sst", "para", "sts"]  # what --smart_tasks was before it existed
-    run(tiny_weights, tmp_path, "--task", "sts", "--smart", *old_default)
+    run(tiny_weights, tmp_path, "--task", "sts", "--smart")
     changes = [(["--head_lr_factor", "2"], "--head_lr_factor=1.0, this run has --head_lr_factor=2.0"),
                (["--smart_tasks", "sts"], "--smart_tasks=['sst', 'para', 'sts'], this run has --smart_tasks=['sts']")]
 
     def refused(extra, named):
         with pytest.raises(SystemExit) as error:
-            train.main(arguments(tiny_weights, tmp_path, "--task", "sts", "--smart", *old_default, *extra, "--resume"))
+            train.main(arguments(tiny_weights, tmp_path, "--task", "sts", "--smart", *extra, "--resume"))
         return f"checkpoint was trained with {named}" in exit_message(error)
     assert all(refused(extra, named) for extra, named in changes)
-    # a checkpoint saved before the two flags existed has neither setting: it trained as their defaults
-    # then said (train.SETTINGS_BEFORE_THEY_EXISTED), SMART on every task
+    # a checkpoint saved before the two flags existed has neither setting: it trained as their defaults say
     path = tmp_path / "last" / "checkpoint.safetensors"
     _, state = checkpoint.load(tmp_path / "last")
     for key in ("head_lr_factor", "smart_tasks"):
         del state["settings"][key]
     io.save_arrays(str(path), load_file(str(path)), metadata={"state": json.dumps(state)})
-    assert run(tiny_weights, tmp_path, "--task", "sts", "--smart", *old_default, "--resume")["step"] == 3
+    assert run(tiny_weights, tmp_path, "--task", "sts", "--smart", "--resume")["step"] == 3
     assert all(refused(extra, named) for extra, named in changes)
-    with pytest.raises(SystemExit) as error:  # today's default, sts alone, does not match it
-        train.main(arguments(tiny_weights, tmp_path, "--task", "sts", "--smart", "--resume"))
-    assert "checkpoint was trained with --smart_tasks=['sst', 'para', 'sts']" in exit_message(error)
 
 
 def test_a_fraction_of_an_epoch_ends_the_run_with_an_evaluation(tiny_weights, tmp_path):
@@ -328,7 +322,7 @@ def test_a_fraction_of_an_epoch_ends_the_run_with_an_evaluation(tiny_weights, tm
     assert state["step"] == 5 and [r["step"] for r in records(tmp_path, "step")] == [1, 2, 3, 4, 5]
     assert [(r["epoch"], r["step"]) for r in records(tmp_path, "eval")] == [(1, 3), (1.667, 5)]
     assert state["best_epoch"] in (1, 1.667) and checkpoint.load(tmp_path / "last")[1]["evaluated_epoch"] == 1.667
-    assert train.parse_args([]).epochs == 1.5 and math.ceil(round(1.5 * 267, 6)) == 401  # the default's 401 steps
+    assert math.ceil(round(1.5 * 267, 6)) == 401  # --epochs 1.5 of --task all: 401 steps, not 400
 
 
 def test_no_test_predictions_writes_dev_files_only(tiny_weights, tmp_path):
