@@ -13,8 +13,8 @@ about the same. Each task cycles through its own training set, reshuffled (and b
 length) on every pass. An epoch is ``--steps_per_epoch`` steps, by default the fewest steps
 that pass once over every training set (with --task all: 267 steps, SST's 267 batches; Quora
 and STS are passed 1.05 and 1.4 times); a set that is not finished carries on where it stopped
-in the next epoch. The dev sets are evaluated after each epoch and the best epoch (mean of the
-task metrics) is kept apart.
+in the next epoch. ``--epochs`` may end in a fraction (1.5: 401 steps with --task all). The dev sets are evaluated after each epoch and at the last step, and the
+best evaluation (mean of the task metrics) is kept apart.
 
 The loss of a step is the sum of its batch losses (plus SMART's terms with --smart, on the
 batches of the --smart_tasks). With --pcgrad the encoder's gradient is instead each task's
@@ -23,9 +23,12 @@ heads keep their own task's gradient. The heads learn at --head_lr_factor times 
 learning rate (by default the same). A task's logged loss (and SMART terms) in a step is the
 mean over its batches.
 
-Outputs in --out: metrics.jsonl (one JSON object per step and per evaluation), last/ and
+Outputs in --out: metrics.jsonl (one JSON object per step and per evaluation; a step's
+"seconds" are the training time so far, saves and evaluations left out, as tools/peer.py
+counts them, and an evaluation's "minutes" the same time when it began), last/ and
 best/ checkpoints, predictions/ in the CS224N names and columns, and model/: the best epoch
-as a folder that `python -m tinybert.predict RUN` answers from (tinybert/predict.py).
+as a folder that `python -m tinybert.predict RUN` answers from (tinybert/predict.py), and
+machine.json (tinybert.machine: the CPU and BLAS the minutes were measured on).
 
 Nothing is lost: a folder that holds a run is refused unless --resume (or --overwrite); every
 flag and output path is checked before the first step; last/ is saved at the end of an epoch
@@ -46,7 +49,7 @@ import time
 
 import numpy as np
 
-from tinybert import backend, checkpoint, io, pcgrad
+from tinybert import backend, checkpoint, io, machine, pcgrad
 from tinybert.data import default_data_dir, load_pairs, load_sst, make_batches
 from tinybert.model import BertModel
 from tinybert.multitask import TASKS, MultitaskBert, encode_batch
@@ -66,7 +69,7 @@ BATCHES_PER_STEP = {"sst": 1, "para": 2, "sts": 1}  # ~ the training sets' sizes
 # Every numeric flag's allowed values ("[" "]" closed ends, "(" ")" open ones; NaN is in none),
 # checked by parse_args before any work. max_len's 4: a pair needs [CLS] a [SEP] b [SEP].
 FLAG_RANGES = {
-    "epochs": "[1, inf)", "steps_per_epoch": "[1, inf)", "batch_size": "[1, inf)", "eval_batch_size": "[1, inf)",
+    "epochs": "(0, inf)", "steps_per_epoch": "[1, inf)", "batch_size": "[1, inf)", "eval_batch_size": "[1, inf)",
     "max_len": "[4, inf)", "seed": "[0, inf)", "lr": "(0, inf)", "head_lr_factor": "(0, inf)", "warmup": "[0, 1)",
     "weight_decay": "[0, inf)",
     "clip": "(0, inf)", "hidden_dropout_prob": "[0, 1)", "save_every_minutes": "[0, inf)",
@@ -75,7 +78,7 @@ FLAG_RANGES = {
     "smart_beta_early": "[0, 1)", "smart_beta_early_fraction": "[0, 1]",
 }
 # What a run folder holds: if any is there, the folder is not reused without --resume or --overwrite.
-RUN_ENTRIES = ("metrics.jsonl", "args.json", "resumes.jsonl", "dev_metrics.json", "last", "best", "model", "predictions")
+RUN_ENTRIES = ("metrics.jsonl", "args.json", "machine.json", "resumes.jsonl", "dev_metrics.json", "last", "best", "model", "predictions")
 
 
 def positive_int(text):
@@ -92,7 +95,8 @@ def parse_args(argv=None):
     p.add_argument("--pcgrad", action="store_true", help="project conflicting task gradients (PCGrad)")
     p.add_argument("--smart", action="store_true", help="SMART adversarial + Bregman regularisation")
     p.add_argument("--cos", action="store_true", help="STS as a bi-encoder with a cosine-similarity loss")
-    p.add_argument("--epochs", type=int, default=1, help="one default epoch fits the 90-minute CPU budget with SMART")
+    p.add_argument("--epochs", type=float, default=1.0,
+                   help="passes of --steps_per_epoch steps; a fraction ends the run within the last one (1.5: 401 steps with --task all)")
     p.add_argument("--steps_per_epoch", type=int, default=None, help="default: the fewest steps that pass over every training set")
     for task, count in BATCHES_PER_STEP.items():
         p.add_argument(f"--{task}_batches_per_step", type=positive_int, default=count, help=f"{task} batches in each step")
@@ -279,6 +283,17 @@ class BatchStream:
         return self._batches[position]
 
 
+def epoch_at(step, steps_per_epoch):
+    """The epochs done after ``step`` steps: a whole number at an epoch's end, else to 3 decimals
+    (the end of a run whose --epochs has a fraction)."""
+    return step // steps_per_epoch if step % steps_per_epoch == 0 else round(step / steps_per_epoch, 3)
+
+
+def evaluation_due(step, steps_per_epoch, total_steps):
+    """The dev sets are evaluated at the end of every epoch and at the last step."""
+    return step % steps_per_epoch == 0 or step == total_steps
+
+
 def default_steps_per_epoch(streams, batches_per_step):
     """The fewest steps in which every task passes once over its training set, when a step
     takes ``batches_per_step[task]`` batches of each task's stream."""
@@ -433,7 +448,7 @@ def train(args):
     streams = {t: BatchStream(TASKS.index(t), train_sets[t], args.batch_size, args.seed) for t in tasks}
     per_step = {t: getattr(args, f"{t}_batches_per_step") for t in tasks}
     args.steps_per_epoch = args.steps_per_epoch or default_steps_per_epoch(streams, per_step)
-    total_steps = args.steps_per_epoch * args.epochs
+    total_steps = math.ceil(round(args.epochs * args.steps_per_epoch, 6))  # round: 1.5 * 267 is not exact
 
     model = MultitaskBert(BertModel.from_pretrained(args.weights), args.hidden_dropout_prob, args.cos)
     if args.max_len > model.bert.config.max_position_embeddings:
@@ -459,7 +474,7 @@ def train(args):
         checkpoint.restore(groups, state, model, optimizer, proximal, os.path.join(last, "checkpoint.safetensors"))
         backend.rng().bit_generator.state = state["rng"]
         pcgrad_rng.bit_generator.state = state["pcgrad_rng"]
-        state.setdefault("evaluated_epoch", state["step"] // args.steps_per_epoch)  # older checkpoints
+        state.setdefault("evaluated_epoch", epoch_at(state["step"], args.steps_per_epoch))  # older checkpoints
         state.setdefault("first_loss", {})
         record_resume(args, state)
         trim_log(os.path.join(args.out, "metrics.jsonl"), state, args.steps_per_epoch)
@@ -470,6 +485,7 @@ def train(args):
         io.remove_temporaries(os.path.join(args.out, name))
     os.makedirs(args.out, exist_ok=True)
     io.write_text(os.path.join(args.out, "args.json"), json.dumps(vars(args), indent=2))
+    io.write_text(os.path.join(args.out, "machine.json"), json.dumps(machine.describe(), indent=2))
     log = open(os.path.join(args.out, "metrics.jsonl"), "a")
 
     def save(folder):
@@ -479,20 +495,20 @@ def train(args):
 
     def evaluate():
         evaluate_epoch(model, tasks, dev_sets, tokenizer, args, state, log, save, best)
-        state["evaluated_epoch"] = state["step"] // args.steps_per_epoch
+        state["evaluated_epoch"] = epoch_at(state["step"], args.steps_per_epoch)
         save(last)
 
     interrupted = []  # the signal's number; the loop saves last/ and returns at the end of the step
     previous_handlers = {number: signal.signal(number, lambda number, frame: interrupted.append(number))
                          for number in (signal.SIGINT, signal.SIGTERM)}
     progress = Progress(total_steps - state["step"], f"train {args.task}")
-    started = time.time() - state.get("seconds", 0.0)
     last_saved = time.time()
     try:
-        if state["evaluated_epoch"] < state["step"] // args.steps_per_epoch:  # saved, then stopped before evaluating
+        if (evaluation_due(state["step"], args.steps_per_epoch, total_steps)  # saved, then stopped before evaluating
+                and state["evaluated_epoch"] < epoch_at(state["step"], args.steps_per_epoch)):
             evaluate()
         while state["step"] < total_steps:
-            step = state["step"]
+            step, step_started = state["step"], time.time()
             optimizer.lr = linear_warmup_decay(step, total_steps, int(args.warmup * total_steps), args.lr)
             record = {"type": "step", "step": step + 1, "epoch": step // args.steps_per_epoch + 1, "lr": optimizer.lr}
             batches = {task: [encode_batch(task, streams[task].batch(step * per_step[task] + k), tokenizer,
@@ -509,11 +525,13 @@ def train(args):
             if proximal is not None:
                 proximal.update(model, smart_config.beta_at(step, total_steps))
             state["step"] = step + 1
-            state["seconds"] = record["seconds"] = round(time.time() - started, 2)
+            # training time only, as the peer counts it (tools/peer.py): saves and evaluations left out
+            record["step_seconds"] = round(time.time() - step_started, 3)
+            state["seconds"] = record["seconds"] = round(state.get("seconds", 0.0) + record["step_seconds"], 2)
             log.write(json.dumps(record) + "\n")
             log.flush()
             progress.update(1, **{k: v for k, v in record.items() if k.startswith("loss_")})
-            if state["step"] % args.steps_per_epoch == 0:
+            if evaluation_due(state["step"], args.steps_per_epoch, total_steps):
                 save(last)  # before the evaluation, which can fail too
                 evaluate()
                 last_saved = time.time()
@@ -557,7 +575,7 @@ def check_loss(task, value, step, state, args, last):
 def evaluate_epoch(model, tasks, dev_sets, tokenizer, args, state, log, save, best):
     """Score the dev sets; on a new best (mean of the task metrics), keep the checkpoint in
     best/ and write the dev prediction files from this very evaluation."""
-    epoch = state["step"] // args.steps_per_epoch
+    epoch, started = epoch_at(state["step"], args.steps_per_epoch), time.time()
     scores, predictions = {}, {}
     for task in tasks:
         predictions[task] = predict(model, task, dev_sets[task], tokenizer, args)
@@ -567,7 +585,9 @@ def evaluate_epoch(model, tasks, dev_sets, tokenizer, args, state, log, save, be
         raise TrainingDiverged(f"the dev scores of epoch {epoch} are {scores}: the model's outputs overflowed; "
                                "stopped, this model is not kept as best/")
     log.write(json.dumps({"type": "eval", "step": state["step"], "epoch": epoch,
-                          **{f"dev_{t}": v for t, v in scores.items()}, "dev_mean": score}) + "\n")
+                          **{f"dev_{t}": v for t, v in scores.items()}, "dev_mean": score,
+                          "minutes": round(state.get("seconds", 0.0) / 60, 3),
+                          "eval_seconds": round(time.time() - started, 2)}) + "\n")
     log.flush()
     print("\nepoch " + str(epoch) + ": " + "  ".join(f"dev_{t} {v:.4f}" for t, v in scores.items()), file=sys.stderr)
     if state["best_score"] is None or score > state["best_score"]:

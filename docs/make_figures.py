@@ -40,6 +40,7 @@ FULL_RUN = os.path.join(HERE, "results", "full")
 CONFIGURATION_RUNS = tuple(os.path.join(HERE, "results", name)                # chapter 12's table, bottom up
                            for name in ("plain", "cos", "pcgrad_cos", "full_189", "full"))
 ABLATION = os.path.join(HERE, "results", "ablation_60steps", "results.json")
+EQUAL_MINUTES_RUNS = (os.path.join(HERE, "results", "peer_60min"),)  # tinybert's 60-minute run joins when made
 BLUE, ORANGE, GREEN, GREY, RED = "#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f", "#d62728"
 TASK_COLORS = {"sst": BLUE, "para": ORANGE, "sts": GREEN}
 
@@ -687,6 +688,38 @@ def configuration_curves(runs=CONFIGURATION_RUNS):
     save(figure, "configuration_curves.png", colors=256)
 
 
+def run_evaluations(run):
+    """The evaluation records of a run folder's metrics.jsonl, each with its training minutes."""
+    return plot.read_metrics(os.path.join(run, "metrics.jsonl"))[1]
+
+
+def equal_minutes(runs=EQUAL_MINUTES_RUNS):
+    """Each task's dev score against the training minutes (evaluations left out, as train.py and
+    tools/peer.py both count them) of the runs in chapter 12's equal-minutes table: the
+    PyTorch peer and tinybert, on one machine (named from the runs' machine.json)."""
+    names = {"sst": "SST accuracy", "para": "QQP accuracy", "sts": "STS Pearson r"}
+    figure, axes = plt.subplots(1, len(plot.TASKS), figsize=(13, 4.4), layout="constrained")
+    machines = set()
+    for color, run in zip(plot.COLORS, runs):
+        evals = run_evaluations(run)
+        with open(os.path.join(run, "machine.json"), encoding="utf-8") as f:
+            machine = json.load(f)
+        machines.add(f"{machine['cpu']}, {machine['cpu_count']} cores")
+        # the peer's machine.json names torch, the engine it trained with; its args.json has no techniques
+        label = (f"{os.path.basename(os.path.normpath(run))}: PyTorch peer" if "torch" in machine else run_label(run))
+        for ax, task in zip(axes, plot.TASKS):
+            ax.plot([r["minutes"] for r in evals], [r[f"dev_{task}"] for r in evals], "o-", color=color, label=label)
+    for ax, task in zip(axes, plot.TASKS):
+        ax.set_xlabel("training minutes (evaluations not counted)", fontsize=9)
+        ax.set_title(names[task], fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8.5)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8.5, frameon=False)
+    figure.suptitle(f"Dev score against training minutes on one machine ({'; '.join(sorted(machines))})", fontsize=10)
+    save(figure, "equal_minutes.png")
+
+
 FIGURES = {
     "computation_graph.png": computation_graph,
     "gelu.png": gelu,
@@ -704,6 +737,7 @@ FIGURES = {
     "ablation.png": ablation_bars,
     "ablation_minutes.png": ablation_minutes,
     "configuration_curves.png": configuration_curves,
+    "equal_minutes.png": equal_minutes,
 }
 
 

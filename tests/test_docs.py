@@ -405,6 +405,25 @@ def test_reported_commands_reproduce_the_committed_runs(document):
                                                   f"results/{linked.group(1)} was trained with {wanted}")
 
 
+def test_equal_minutes_table_equals_the_runs():
+    """Chapter 12's equal-minutes table: each row's training minutes and steps are its run's last
+    step record (metrics.jsonl, training time only, as train.py and tools/peer.py both count it),
+    its machine is the run's machine.json; the scores are checked with every other table's."""
+    import json
+    chapter = (DOCS / "12-results.md").read_text(encoding="utf-8")
+    section = chapter.split("## Equal minutes", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|") and "results/" in line]
+    assert rows, "the equal-minutes table has no run"
+    for row in rows:
+        run = DOCS / "results" / re.search(r"results/([\w.+-]+)/?\)", row).group(1)
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        last = [r for r in steps if r["type"] == "step"][-1]
+        machine = json.loads((run / "machine.json").read_text(encoding="utf-8"))
+        assert cells[5:8] == [f"{last['seconds'] / 60:.1f}", str(last["step"]),
+                              f"{machine['cpu']}, {machine['cpu_count']} cores"], row
+
+
 @pytest.mark.parametrize("folder", ["ablation_59e4933", "ablation_60steps"])
 def test_ablation_table_equals_the_committed_json(folder):
     """Chapter 12's ablation tables are tools.ablation's markdown_table (and comparison_table,

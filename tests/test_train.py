@@ -2,6 +2,7 @@
 well under a second: the full recipe, each task alone, exact resume after Ctrl-C, NaN
 handling, bad input, the metrics, and the plot of a run."""
 import json
+import math
 import os
 import re
 import signal
@@ -82,7 +83,7 @@ def checkpoint_arrays(folder):
 
 def without_clock(record):
     """A state or metrics record less its wall-clock time, the one thing a rerun changes."""
-    return {k: v for k, v in record.items() if k != "seconds"}
+    return {k: v for k, v in record.items() if k not in ("seconds", "step_seconds", "minutes", "eval_seconds")}
 
 
 def assert_same_run(a, b):
@@ -136,6 +137,22 @@ def test_full_recipe_logs_every_term(full_run):
         assert 0.0 <= record["dev_sst"] <= 1.0 and 0.0 <= record["dev_para"] <= 1.0
         assert -1.0 <= record["dev_sts"] <= 1.0
         assert record["dev_mean"] == pytest.approx(np.mean([record[f"dev_{t}"] for t in ("sst", "para", "sts")]))
+
+
+def test_the_clock_counts_training_only_as_the_peer_does(full_run):
+    # a step's "seconds" is the sum of the steps' own times: the evaluation after step 3 and the
+    # saves are left out, so that train.py's minutes and tools/peer.py's mean the same thing
+    out, _ = full_run
+    steps, evals = records(out, "step"), records(out, "eval")
+    assert all(r["step_seconds"] > 0 for r in steps)
+    assert [r["seconds"] for r in steps] == pytest.approx(np.cumsum([r["step_seconds"] for r in steps]), abs=0.02)
+    by_step = {r["step"]: r for r in steps}
+    for record in evals:
+        assert record["minutes"] == pytest.approx(by_step[record["step"]]["seconds"] / 60, abs=1e-3)
+        assert record["eval_seconds"] > 0
+    machine = json.loads((out / "machine.json").read_text())  # the minutes name the machine they came from
+    assert machine["cpu"] and machine["cpu_count"] >= 1 and machine["numpy"] == np.__version__
+    assert "kernels chosen at run time" in machine["numpy_blas"]
 
 
 def test_full_recipe_writes_checkpoints(full_run, tiny_weights):
@@ -297,6 +314,15 @@ def test_resume_keeps_head_lr_factor_and_smart_tasks_and_older_checkpoints_had_t
     io.save_arrays(str(path), load_file(str(path)), metadata={"state": json.dumps(state)})
     assert run(tiny_weights, tmp_path, "--task", "sts", "--smart", "--resume")["step"] == 3
     assert all(refused(extra, named) for extra, named in changes)
+
+
+def test_a_fraction_of_an_epoch_ends_the_run_with_an_evaluation(tiny_weights, tmp_path):
+    # --epochs 1.5 of 3-step epochs: ceil(4.5) = 5 steps, evaluated after epoch 1 (step 3) and at the end
+    state = run(tiny_weights, tmp_path, "--task", "sst", epochs=1.5)
+    assert state["step"] == 5 and [r["step"] for r in records(tmp_path, "step")] == [1, 2, 3, 4, 5]
+    assert [(r["epoch"], r["step"]) for r in records(tmp_path, "eval")] == [(1, 3), (1.667, 5)]
+    assert state["best_epoch"] in (1, 1.667) and checkpoint.load(tmp_path / "last")[1]["evaluated_epoch"] == 1.667
+    assert math.ceil(round(1.5 * 267, 6)) == 401  # --epochs 1.5 of --task all: 401 steps, not 400
 
 
 def test_no_test_predictions_writes_dev_files_only(tiny_weights, tmp_path):

@@ -65,8 +65,8 @@ import train  # the training script at the repository root, for its data, batche
 from tinybert import convert, io
 from tinybert.data import default_data_dir, make_batches
 from tinybert.multitask import SENTIMENT_CLASSES, TASKS, encode_batch
+from tinybert.machine import describe
 from tinybert.tokenizer import Tokenizer
-from tools.bench import cpu_model
 
 DATA_FILES = {"sst": ("ids-sst-train.csv", "ids-sst-dev.csv"),
               "para": ("quora-train.csv", "quora-dev.csv"),
@@ -211,7 +211,7 @@ def evaluate(model, dev_sets, tokenizer, args):
 
 
 def machine():
-    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+    return {**describe(), "torch": torch.__version__,
             "transformers": transformers.__version__, "torch_threads": torch.get_num_threads()}
 
 

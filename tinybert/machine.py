@@ -1,0 +1,53 @@
+"""What machine a run or a benchmark ran on: the CPU, its cores, NumPy and the BLAS under it.
+A speed figure or a run's minutes mean little without it, so train.py writes ``machine.json``
+into every run folder, tools/peer.py into the peer's, and ``make bench`` prints it.
+"""
+import os
+
+import numpy as np
+
+
+def describe():
+    """The record a run folder keeps as machine.json."""
+    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "numpy": np.__version__, "numpy_blas": numpy_blas()}
+
+
+def cpu_model():
+    """The processor's name from /proc/cpuinfo (Linux), else what the platform module knows."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+        return platform.processor() or platform.machine()
+
+
+def numpy_blas():
+    """The BLAS NumPy was built with, as numpy.show_config reports it: name, version and the
+    CPU kernels it was configured for (e.g. "scipy-openblas 0.3.27 (DYNAMIC_ARCH ... Haswell)")."""
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    except (TypeError, KeyError):   # NumPy < 1.25 prints its configuration only
+        return "unknown (NumPy < 1.25)"
+    built = f"{blas.get('name')} {blas.get('version')} ({blas.get('openblas configuration', '').strip()})"
+    return built + f", kernels chosen at run time: {openblas_core()}"
+
+
+def openblas_core():
+    """The CPU kernels a DYNAMIC_ARCH OpenBLAS picked for this machine (openblas_get_corename:
+    "Haswell", "SkylakeX", "Zen"...), from the OpenBLAS library mapped into this process."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line},
+                           key=lambda p: "numpy" not in p)
+    except OSError:   # not Linux
+        paths = []
+    for path in paths:
+        library = ctypes.CDLL(path)
+        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
+            if hasattr(library, name):
+                function = getattr(library, name)
+                function.restype = ctypes.c_char_p
+                return function().decode()
+    return "unknown (not OpenBLAS)"
