@@ -17,11 +17,13 @@ in the next epoch. ``--epochs`` may end in a fraction (1.5: 401 steps with --tas
 best evaluation (mean of the task metrics) is kept apart.
 
 The loss of a step is the sum of its batch losses (plus SMART's terms with --smart, on the
-batches of the --smart_tasks). With --pcgrad the encoder's gradient is instead each task's
-gradient (the sum over its batches), projected off the others' where they conflict, summed; the
-heads keep their own task's gradient. The heads learn at --head_lr_factor times the encoder's
-learning rate (by default the same). A task's logged loss (and SMART terms) in a step is the
-mean over its batches.
+batches of the --smart_tasks), each multiplied by its task's --TASK_loss_weight (default 1;
+with --cos the STS loss is some fifty times smaller than SST's, and so is its gradient). With
+--pcgrad the encoder's gradient is instead each task's gradient (the sum over its batches),
+projected off the others' where they conflict, summed; the heads keep their own task's
+gradient. The heads learn at --head_lr_factor times the encoder's learning rate (by default
+the same). A task's logged loss (and SMART terms) in a step is the mean over its batches,
+before the weight.
 
 Outputs in --out: metrics.jsonl (one JSON object per step and per evaluation; a step's
 "seconds" are the training time so far, saves and evaluations left out, as tools/peer.py
@@ -61,16 +63,18 @@ from tinybert.tensor import no_grad
 # Settings a checkpoint must share with the run that resumes it.
 RESUME_MUST_MATCH = ("task", "cos", "pcgrad", "smart", "batch_size", "max_len", "seed", "steps_per_epoch", "epochs",
                      "sst_batches_per_step", "para_batches_per_step", "sts_batches_per_step", "head_lr_factor",
-                     "smart_tasks")
+                     "smart_tasks", "sst_loss_weight", "para_loss_weight", "sts_loss_weight")
 # Those of RESUME_MUST_MATCH that came after checkpoints had been saved: a checkpoint (or
 # args.json) without one was trained as its default says.
-SETTINGS_BEFORE_THEY_EXISTED = {"head_lr_factor": 1.0, "smart_tasks": list(TASKS)}
+SETTINGS_BEFORE_THEY_EXISTED = {"head_lr_factor": 1.0, "smart_tasks": list(TASKS),
+                                **{f"{task}_loss_weight": 1.0 for task in TASKS}}
 BATCHES_PER_STEP = {"sst": 1, "para": 2, "sts": 1}  # ~ the training sets' sizes
 # Every numeric flag's allowed values ("[" "]" closed ends, "(" ")" open ones; NaN is in none),
 # checked by parse_args before any work. max_len's 4: a pair needs [CLS] a [SEP] b [SEP].
 FLAG_RANGES = {
     "epochs": "(0, inf)", "steps_per_epoch": "[1, inf)", "batch_size": "[1, inf)", "eval_batch_size": "[1, inf)",
     "max_len": "[4, inf)", "seed": "[0, inf)", "lr": "(0, inf)", "head_lr_factor": "(0, inf)", "warmup": "[0, 1)",
+    **{f"{task}_loss_weight": "(0, inf)" for task in TASKS},
     "weight_decay": "[0, inf)",
     "clip": "(0, inf)", "hidden_dropout_prob": "[0, 1)", "save_every_minutes": "[0, inf)",
     "max_loss_factor": "(1, inf)", "smart_sigma": "[0, inf)", "smart_epsilon": "(0, inf)", "smart_eta": "(0, inf)",
@@ -100,6 +104,8 @@ def parse_args(argv=None):
     p.add_argument("--steps_per_epoch", type=int, default=None, help="default: the fewest steps that pass over every training set")
     for task, count in BATCHES_PER_STEP.items():
         p.add_argument(f"--{task}_batches_per_step", type=positive_int, default=count, help=f"{task} batches in each step")
+        p.add_argument(f"--{task}_loss_weight", type=float, default=1.0,
+                       help=f"multiplies each {task} batch's loss (SMART's terms included) before its backward")
     p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate")
     p.add_argument("--head_lr_factor", type=float, default=1.0,
                    help="the task heads' learning rate as a multiple of the schedule's (the encoder's)")
@@ -377,7 +383,8 @@ def step_gradients(model, shared, batches, args, smart_config, proximal, pcgrad_
     """Backward one step's batches, ``{task: [TaskBatch, ...]}``, into the parameters' ``.grad``;
     return the step's logged values.
 
-    A task's batch gradients add up in ``.grad``. With one task that is all. With several,
+    Each batch's backward starts from its total loss times ``--TASK_loss_weight``, so g_t
+    below is the weighted task's gradient. A task's batch gradients add up in ``.grad``. With one task that is all. With several,
     each task's encoder gradient g_t (its ``shared`` parameters) is set aside and cleared
     before the next task's backward, and the encoder then receives sum_t g_t' (with
     --pcgrad: PCGrad's projections, else g_t' = g_t; ``pcgrad.apply_pcgrad``). A head only
@@ -394,7 +401,7 @@ def step_gradients(model, shared, batches, args, smart_config, proximal, pcgrad_
             check_loss(task, loss.item())
             for key, value in logged.items():
                 sums[key] = sums.get(key, 0.0) + value
-            loss.backward()  # gradients of the task's batches add up
+            (loss * getattr(args, f"{task}_loss_weight")).backward()  # gradients of the task's batches add up
         record.update({key: value / len(task_batches) for key, value in sums.items()})
         if len(batches) > 1:  # set this task's encoder gradient aside
             task_gradients.append([p.grad for p in shared])

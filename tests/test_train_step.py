@@ -28,6 +28,12 @@ def no_check(task, value):
     """step_gradients' check_loss when the test needs none."""
 
 
+def step_args(use_pcgrad, **loss_weights):
+    """The flags step_gradients reads: --pcgrad and each --TASK_loss_weight (default 1)."""
+    return argparse.Namespace(pcgrad=use_pcgrad, **{f"{task}_loss_weight": loss_weights.get(task, 1.0)
+                                                    for task in train.TASKS})
+
+
 def step_batches():
     """{task: [batch, ...]}: two sst and two para batches (different labels), one sts (cos)."""
     batches = {}
@@ -65,7 +71,7 @@ def test_step_gradients_combine_the_separate_task_gradients(use_pcgrad):
     combined = pcgrad.project(flat, np.random.default_rng(7)) if use_pcgrad else sum(flat)
     assert not np.allclose(pcgrad.project(flat, np.random.default_rng(7)), sum(flat), rtol=1e-3)
 
-    args = argparse.Namespace(pcgrad=use_pcgrad)
+    args = step_args(use_pcgrad)
     record = train.step_gradients(model, train.shared_parameters(model), batches, args, None, None, np.random.default_rng(7), no_check)
 
     ours = np.concatenate([np.zeros(p.data.size) if p.grad is None else p.grad.reshape(-1) for p in encoder.values()])
@@ -85,10 +91,38 @@ def test_step_gradients_combine_the_separate_task_gradients(use_pcgrad):
     assert record["loss_sst"] == pytest.approx(np.mean([model.loss(b, model(b)).item() for b in batches["sst"]]))
 
 
+def test_a_loss_weight_scales_its_own_task_gradient_only():
+    model, batches = tiny_model(cos=True), step_batches()
+    weights = {"sst": 0.5, "para": 1.0, "sts": 3.0}
+    separate = separate_gradients(model, batches)
+
+    def one_step(args):
+        model.zero_grad()
+        record = train.step_gradients(model, train.shared_parameters(model), batches, args, None, None,
+                                      np.random.default_rng(7), no_check)
+        return record, {name: None if p.grad is None else p.grad.copy() for name, p in model.named_parameters()}
+    plain_record, _ = one_step(step_args(False))
+    record, weighted = one_step(step_args(False, **weights))
+    for task, weight in weights.items():
+        assert record[f"encoder_grad_norm_{task}"] == pytest.approx(weight * plain_record[f"encoder_grad_norm_{task}"], rel=1e-9)
+        assert record[f"loss_{task}"] == plain_record[f"loss_{task}"]  # logged before the weight
+    for name, gradient in weighted.items():
+        if name.startswith("bert."):   # the encoder: sum_t w_t g_t (None where no task reaches it: the pooler)
+            shares = [weight * separate[task][name] for task, weight in weights.items() if separate[task][name] is not None]
+            want = sum(shares) if shares else None
+        else:                          # a head: its own task's gradient times its weight
+            task = next(task for task, head in HEADS.items() if name.startswith(head))
+            want = None if separate[task][name] is None else weights[task] * separate[task][name]
+        if want is None:
+            assert gradient is None or not np.any(gradient), name
+        else:
+            assert_close(name, gradient, want, rtol=1e-10, atol=1e-13)
+
+
 def test_one_task_keeps_its_plain_gradient():
     model, batches = tiny_model(), {"sst": step_batches()["sst"]}
     expected = separate_gradients(model, batches)["sst"]
-    record = train.step_gradients(model, train.shared_parameters(model), batches, argparse.Namespace(pcgrad=True),
+    record = train.step_gradients(model, train.shared_parameters(model), batches, step_args(True),
                                   None, None, np.random.default_rng(7), no_check)
     for name, p in model.named_parameters():
         if expected[name] is not None:
@@ -105,7 +139,7 @@ def test_every_batch_loss_is_checked_before_its_backward():
         if len(seen) == 3:
             raise RuntimeError("stop")
     with pytest.raises(RuntimeError, match="stop"):
-        train.step_gradients(model, train.shared_parameters(model), batches, argparse.Namespace(pcgrad=True),
+        train.step_gradients(model, train.shared_parameters(model), batches, step_args(True),
                              None, None, np.random.default_rng(7), check_loss)
     expected = [model.loss(b, model(b)).item() for b in batches["sst"] + batches["para"][:1]]
     assert [(task, value) for task, value, _ in seen] == [("sst", expected[0]), ("sst", expected[1]), ("para", expected[2])]
@@ -120,7 +154,7 @@ def test_smart_tasks_add_smart_to_those_tasks_only():
     proximal = ProximalPoint(model, config.beta)
     for p in model.parameters():   # move theta off the average, so that D_Breg is not 0
         p.data = p.data + 0.05
-    args = argparse.Namespace(pcgrad=False)
+    args = step_args(False)
 
     def one_step(smart_config):
         backend.seed(0)
