@@ -183,8 +183,9 @@ def blas_workers_sleep_when_idle():
     By default each worker spins on its core for 2^28 cycles (about 0.1 s) after a product, in
     case another follows. Elementwise work that tinybert shares among the cores right after a
     matmul then finds the second core taken by a thread that only waits: in a 32x64 training
-    step on a 2-core Intel Xeon, GELU's forward (which follows a matmul) took 37 ms with the
-    workers spinning and 21 ms with them asleep. OpenBLAS reads the timeout from the variable
+    step on a 2-core Intel Xeon, GELU (whose input comes straight from a matmul) took 325 ms a
+    step with the workers spinning and 207 ms with them asleep (``python -m tools.step_profile``,
+    docs/performance-log.md). OpenBLAS reads the timeout from the variable
     OPENBLAS_THREAD_TIMEOUT when it loads, which is before tinybert can set it; so it is set
     here, OpenBLAS reads its environment again, and its threads are stopped, to be started
     again with the new timeout by the next product. A value the user set is kept. A no-op for
