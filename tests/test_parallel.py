@@ -86,3 +86,20 @@ def test_matmul_over_stack_equals_the_whole_product_on_single_threaded_blas(monk
     np.testing.assert_allclose(out, a @ b, rtol=1e-6)
     assert len(threads_inside) == min(3, stack) if stack > 1 else threads_inside == []
     assert all(count == 1 for count in threads_inside) and get_threads() == threads_before
+
+
+def test_the_fast_path_puts_openblas_workers_to_sleep_as_soon_as_a_product_ends():
+    """Spinning workers take the core that the elementwise work after a matmul needs."""
+    import os
+    import time
+
+    import tinybert.fast  # noqa: F401  (the setting is made when the fast path is imported)
+    library = parallel._openblas_library()[0]
+    assert library.openblas_thread_timeout() == int(os.environ["OPENBLAS_THREAD_TIMEOUT"])
+    if os.environ["OPENBLAS_THREAD_TIMEOUT"] != str(parallel.BLAS_IDLE_TIMEOUT):
+        return   # the user chose another timeout, and keeps it
+    square = np.ones((512, 512), np.float32)
+    square @ square
+    cpu_before = time.process_time()
+    time.sleep(0.3)                      # a spinning worker burns CPU time while this thread sleeps
+    assert time.process_time() - cpu_before < 0.03

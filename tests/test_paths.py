@@ -98,17 +98,25 @@ def test_matmul_kernel_agrees_with_reference(case, dtype):
     assert_paths_agree(on_both_paths(function, arrays, differentiate), dtype)
 
 
+# (B, heads, T): small, and large enough for several of the fast kernels' blocks per core
+SOFTMAX_SHAPES = [(2, 3, 6), (4 * parallel.cores() + 1, 4, 130)]
+LAYER_NORM_SHAPES = [(3, 5, 8), (2, 4 * parallel.cores() * 100 + 7, 384)]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("masked", [False, True])
-def test_softmax_kernel_agrees_with_reference(masked, dtype):
-    mask = np.where(randn(2, 1, 1, 6, seed=3) > 0.5, np.finfo(dtype).min, 0).astype(dtype) if masked else None
-    results = on_both_paths(lambda x: F.softmax(x, mask), [randn(2, 3, 6, 6, dtype=dtype) * 4], [True])
+@pytest.mark.parametrize("B,heads,T", SOFTMAX_SHAPES)
+def test_softmax_kernel_agrees_with_reference(B, heads, T, masked, dtype):
+    mask = np.where(randn(B, 1, 1, T, seed=3) > 0.5, np.finfo(dtype).min, 0).astype(dtype) if masked else None
+    results = on_both_paths(lambda x: F.softmax(x, mask), [randn(B, heads, T, T, dtype=dtype) * 4], [True])
     assert_paths_agree(results, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_layer_norm_kernel_agrees_with_reference(dtype):
-    arrays = [randn(3, 5, 8, dtype=dtype) * 3 + 1, randn(8, dtype=dtype, seed=4), randn(8, dtype=dtype, seed=5)]
+@pytest.mark.parametrize("shape", LAYER_NORM_SHAPES)
+def test_layer_norm_kernel_agrees_with_reference(shape, dtype):
+    C = shape[-1]
+    arrays = [randn(*shape, dtype=dtype) * 3 + 1, randn(C, dtype=dtype, seed=4), randn(C, dtype=dtype, seed=5)]
     assert_paths_agree(on_both_paths(F.layer_norm, arrays, [True, True, True]), dtype)
 
 

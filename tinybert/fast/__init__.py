@@ -15,12 +15,14 @@ computes the same result to float32 rounding (tests/test_paths.py compares every
 | ``optim.adamw_update``    | ``fast.optim.adamw_update``         | the update in cache-sized blocks on every core |
 | ``model.BertModel.encode``| ``fast.model.encode``               | evaluation: each core encodes its own rows |
 
-and, when this package is first imported (the first call of a fast kernel), malloc is told to
-keep freed memory for reuse (``fast.memory``). The building blocks: ``fast.parallel`` (blocks of
-elementwise work shared among one thread per core, the batch split, OpenBLAS's thread count)
-and ``fast.erf`` (the rational erf).
+and, when this package is first imported (the first call of a fast kernel), two process-wide
+settings: malloc is told to keep freed memory for reuse (``fast.memory``), and OpenBLAS's worker
+threads to sleep as soon as a product ends instead of spinning on the core that tinybert's
+elementwise work needs next (``fast.parallel.blas_workers_sleep_when_idle``). The building
+blocks: ``fast.parallel`` (blocks of elementwise work shared among one thread per core, the
+batch split, OpenBLAS's threads) and ``fast.erf`` (the rational erf).
 """
-from . import functional, memory, model, ops, optim
+from . import functional, memory, model, ops, optim, parallel
 
 KERNELS = {
     "ops.matmul": ops.matmul,
@@ -32,3 +34,4 @@ KERNELS = {
 }
 
 memory.reuse_freed_memory()
+parallel.blas_workers_sleep_when_idle()

@@ -1,9 +1,11 @@
 """Fast kernels of ``functional.softmax``, ``layer_norm`` and ``gelu``: the same formulas with
 fewer passes over memory and fewer full-size temporaries.
 
-- softmax and layer_norm compute in place on arrays they have just made (one array where the
-  reference makes three), which also lowers the training step's peak memory: the saved
-  activations are the largest arrays of a step.
+- softmax computes in place on arrays it has just made (one array where the reference makes
+  three), which also lowers the training step's peak memory: the saved activations are the
+  largest arrays of a step.
+- softmax (on blocks along the batch axis) and layer_norm (on blocks of rows) run each
+  block's passes while it is in cache, the blocks shared among the cores.
 - gelu takes Phi(x) from the rational erf of :mod:`tinybert.fast.erf` for float32 NumPy arrays
   (SciPy's erf is scalar code, about ten times slower a value), and runs its backward's seven
   passes on one cache-sized block at a time, the blocks shared among the cores
@@ -19,45 +21,94 @@ from . import erf, parallel
 
 
 def softmax(x, mask=None):
-    """``functional.softmax``: the scores, then y, in one array; the backward in one more."""
+    """``functional.softmax`` on blocks along the first axis (the batch), shared among the
+    cores: in each block the scores, then y, in one array; the backward in one more."""
     xp = backend.xp
-    out = x.data + mask if mask is not None else x.data.copy()   # the scores, then y in place
-    out -= out.max(axis=-1, keepdims=True)
-    xp.exp(out, out=out)
-    out /= out.sum(axis=-1, keepdims=True)
+    items = x.shape[0] if x.ndim > 1 else 1        # the softmax axis itself is never split
+    out = xp.empty(x.shape, x.dtype if mask is None else xp.result_type(x.data, mask))
+    block = row_blocks(items, max(1, x.data.size // items))
+
+    def forward_items(start, stop):
+        scores = out[start:stop]                   # the scores, then y in place
+        if mask is None:
+            scores[...] = x.data[start:stop]
+        else:
+            xp.add(x.data[start:stop], _mask_of(mask, x, start, stop), out=scores)
+        scores -= scores.max(axis=-1, keepdims=True)
+        xp.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+    parallel.for_blocks(items, block, forward_items)
 
     def backward(grad):
-        grad_x = grad * out
-        row_sum = grad_x.sum(axis=-1, keepdims=True)
-        xp.subtract(grad, row_sum, out=grad_x)
-        grad_x *= out
+        grad_x = xp.empty_like(out)
+
+        def backward_items(start, stop):
+            g, y, dx = grad[start:stop], out[start:stop], grad_x[start:stop]
+            xp.multiply(g, y, out=dx)
+            xp.subtract(g, dx.sum(axis=-1, keepdims=True), out=dx)
+            dx *= y
+        parallel.for_blocks(items, block, backward_items)
         return (grad_x,)
     return Tensor.from_op(out, (x,), backward, "softmax")
 
 
+def _mask_of(mask, x, start, stop):
+    """The part of an additive mask (broadcast against x) that items start:stop of x use."""
+    if mask.ndim == x.ndim and mask.shape[0] == x.shape[0]:
+        return mask[start:stop]
+    return mask
+
+
+ROW_BLOCK = 1 << 16   # values per block of rows (256 KB of float32): a block's passes stay in cache
+
+
+def row_blocks(rows, columns):
+    """Rows per block of a (rows, columns) array: about ``ROW_BLOCK`` values on the CPU, all
+    of them at once on the GPU (which is parallel already)."""
+    return max(1, ROW_BLOCK // columns) if backend.xp is numpy else rows
+
+
 def layer_norm(x, weight, bias, eps=1e-12):
-    """``functional.layer_norm``: xhat made in place from the centred input; the backward's
-    g * xhat, dxhat * xhat and xhat * mean(dxhat * xhat) share one scratch array."""
+    """``functional.layer_norm`` on blocks of rows, shared among the cores (rows are
+    independent): each block's passes run while it is in cache, with no full-size temporary
+    but xhat and the output. dL/dweight and dL/dbias are summed per block, then over blocks."""
     xp = backend.xp
-    normed = x.data - x.data.mean(axis=-1, keepdims=True)                 # centred
-    rstd = 1.0 / xp.sqrt((normed * normed).mean(axis=-1, keepdims=True) + eps)
-    normed *= rstd                                                       # xhat
+    C = x.shape[-1]
+    rows = x.data.reshape(-1, C)
+    xhat, out = xp.empty_like(rows), xp.empty_like(rows)
+    rstd = xp.empty((rows.shape[0], 1), rows.dtype)
+    block = row_blocks(rows.shape[0], C)
+
+    def forward_rows(start, stop):
+        x_rows, xhat_rows, rstd_rows = rows[start:stop], xhat[start:stop], rstd[start:stop]
+        xp.subtract(x_rows, x_rows.mean(axis=-1, keepdims=True), out=xhat_rows)     # centred
+        xp.sqrt((xhat_rows * xhat_rows).mean(axis=-1, keepdims=True) + eps, out=rstd_rows)
+        xp.divide(1.0, rstd_rows, out=rstd_rows)
+        xhat_rows *= rstd_rows
+        xp.multiply(xhat_rows, weight.data, out=out[start:stop])
+        out[start:stop] += bias.data
+    parallel.for_blocks(rows.shape[0], block, forward_rows)
 
     def backward(grad):
-        scratch = grad * normed
-        C = grad.shape[-1]
-        grad_weight = scratch.reshape(-1, C).sum(axis=0)
-        grad_bias = grad.reshape(-1, C).sum(axis=0)
-        grad_x = grad * weight.data                                      # dxhat
-        xp.multiply(grad_x, normed, out=scratch)
-        xp.multiply(normed, scratch.mean(axis=-1, keepdims=True), out=scratch)
-        grad_x -= grad_x.mean(axis=-1, keepdims=True)
-        grad_x -= scratch
-        grad_x *= rstd
-        return grad_x, grad_weight, grad_bias
-    out = normed * weight.data
-    out += bias.data
-    return Tensor.from_op(out, (x, weight, bias), backward, "layer_norm")
+        grad_rows = grad.reshape(-1, C)
+        grad_x = xp.empty_like(grad_rows)
+        partial_weight = xp.empty((-(-rows.shape[0] // block), C), rows.dtype)   # one row a block
+        partial_bias = xp.empty_like(partial_weight)
+
+        def backward_rows(start, stop):
+            g, xhat_rows, dx = grad_rows[start:stop], xhat[start:stop], grad_x[start:stop]
+            product = g * xhat_rows
+            product.sum(axis=0, out=partial_weight[start // block])
+            g.sum(axis=0, out=partial_bias[start // block])
+            xp.multiply(g, weight.data, out=dx)                                   # dxhat
+            xp.multiply(dx, xhat_rows, out=product)
+            xp.multiply(xhat_rows, product.mean(axis=-1, keepdims=True), out=product)
+            dx -= dx.mean(axis=-1, keepdims=True)
+            dx -= product
+            dx *= rstd[start:stop]
+        parallel.for_blocks(rows.shape[0], block, backward_rows)
+        return grad_x.reshape(x.shape), partial_weight.sum(axis=0), partial_bias.sum(axis=0)
+    return Tensor.from_op(out.reshape(x.shape), (x, weight, bias), backward, "layer_norm")
 
 
 def normal_cdf(array):

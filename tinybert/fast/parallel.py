@@ -139,15 +139,22 @@ _OPENBLAS_NAMES = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num
                    ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
                    ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
                    ("openblas_set_num_threads", "openblas_get_num_threads"))
-_openblas_functions = []   # [] not looked up yet, [None] not found, [(set, get)]
+_openblas_found = []   # [] not looked up yet, [None] not found, [(library, set, get)]
 
 
 def _openblas():
     """(set_num_threads, get_num_threads) of the OpenBLAS that NumPy loaded, or None (another
-    BLAS, or not Linux): found by name among the libraries mapped into this process."""
-    if not _openblas_functions:
-        _openblas_functions.append(_find_openblas())
-    return _openblas_functions[0]
+    BLAS, or not Linux)."""
+    found = _openblas_library()
+    return found[1:] if found else None
+
+
+def _openblas_library():
+    """(library, set_num_threads, get_num_threads) of NumPy's OpenBLAS, or None: found by name
+    among the libraries mapped into this process."""
+    if not _openblas_found:
+        _openblas_found.append(_find_openblas())
+    return _openblas_found[0]
 
 
 def _find_openblas():
@@ -163,5 +170,31 @@ def _find_openblas():
                 set_threads, get_threads = getattr(library, set_name), getattr(library, get_name)
                 set_threads.argtypes, set_threads.restype = [ctypes.c_int], None
                 get_threads.argtypes, get_threads.restype = [], ctypes.c_int
-                return set_threads, get_threads
+                return library, set_threads, get_threads
     return None
+
+
+BLAS_IDLE_TIMEOUT = 4   # OpenBLAS's least THREAD_TIMEOUT: its workers wait 2^4 cycles, then sleep
+
+
+def blas_workers_sleep_when_idle():
+    """Make OpenBLAS's worker threads sleep as soon as a product ends (a process-wide setting).
+
+    By default each worker spins on its core for 2^28 cycles (about 0.1 s) after a product, in
+    case another follows. Elementwise work that tinybert shares among the cores right after a
+    matmul then finds the second core taken by a thread that only waits: in a 32x64 training
+    step on a 2-core Intel Xeon, GELU (whose input comes straight from a matmul) took 325 ms a
+    step with the workers spinning and 207 ms with them asleep (``python -m tools.step_profile``,
+    docs/performance-log.md). OpenBLAS reads the timeout from the variable
+    OPENBLAS_THREAD_TIMEOUT when it loads, which is before tinybert can set it; so it is set
+    here, OpenBLAS reads its environment again, and its threads are stopped, to be started
+    again with the new timeout by the next product. A value the user set is kept. A no-op for
+    another BLAS, or an OpenBLAS without these functions."""
+    found = _openblas_library()
+    library = found[0] if found else None
+    if library is None or not all(hasattr(library, name) for name in
+                                  ("openblas_read_env", "openblas_thread_timeout", "blas_thread_shutdown_")):
+        return
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", str(BLAS_IDLE_TIMEOUT))
+    library.openblas_read_env()
+    library.blas_thread_shutdown_()
