@@ -17,13 +17,13 @@ in the next epoch. ``--epochs`` may end in a fraction (1.5: 401 steps with --tas
 best evaluation (mean of the task metrics) is kept apart.
 
 The loss of a step is the sum of its batch losses (plus SMART's terms with --smart, on the
-batches of the --smart_tasks), each multiplied by its task's --TASK_loss_weight (default 1;
-with --cos the STS loss is some fifty times smaller than SST's, and so is its gradient). With
---pcgrad the encoder's gradient is instead each task's gradient (the sum over its batches),
-projected off the others' where they conflict, summed; the heads keep their own task's
-gradient. The heads learn at --head_lr_factor times the encoder's learning rate (by default
-the same). A task's logged loss (and SMART terms) in a step is the mean over its batches,
-before the weight.
+batches of the --smart_tasks, on one step in --smart_every), each multiplied by its task's
+--TASK_loss_weight (default 1; with --cos the STS loss is some fifty times smaller than SST's,
+and so is its gradient). With --pcgrad the encoder's gradient is instead each task's gradient
+(the sum over its batches), projected off the others' where they conflict, summed; the heads
+keep their own task's gradient. The heads learn at --head_lr_factor times the encoder's
+learning rate (by default the same). A task's logged loss (and SMART terms) in a step is the
+mean over its batches, before the weight.
 
 Outputs in --out: metrics.jsonl (one JSON object per step and per evaluation; a step's
 "seconds" are the training time so far, saves and evaluations left out, as tools/peer.py
@@ -63,10 +63,10 @@ from tinybert.tensor import no_grad
 # Settings a checkpoint must share with the run that resumes it.
 RESUME_MUST_MATCH = ("task", "cos", "pcgrad", "smart", "batch_size", "max_len", "seed", "steps_per_epoch", "epochs",
                      "sst_batches_per_step", "para_batches_per_step", "sts_batches_per_step", "head_lr_factor",
-                     "smart_tasks", "sst_loss_weight", "para_loss_weight", "sts_loss_weight")
+                     "smart_tasks", "smart_every", "sst_loss_weight", "para_loss_weight", "sts_loss_weight")
 # Those of RESUME_MUST_MATCH that came after checkpoints had been saved: a checkpoint (or
 # args.json) without one was trained as its default says.
-SETTINGS_BEFORE_THEY_EXISTED = {"head_lr_factor": 1.0, "smart_tasks": list(TASKS),
+SETTINGS_BEFORE_THEY_EXISTED = {"head_lr_factor": 1.0, "smart_tasks": list(TASKS), "smart_every": 1,
                                 **{f"{task}_loss_weight": 1.0 for task in TASKS}}
 BATCHES_PER_STEP = {"sst": 1, "para": 2, "sts": 1}  # ~ the training sets' sizes
 # Every numeric flag's allowed values ("[" "]" closed ends, "(" ")" open ones; NaN is in none),
@@ -79,7 +79,7 @@ FLAG_RANGES = {
     "clip": "(0, inf)", "hidden_dropout_prob": "[0, 1)", "save_every_minutes": "[0, inf)",
     "max_loss_factor": "(1, inf)", "smart_sigma": "[0, inf)", "smart_epsilon": "(0, inf)", "smart_eta": "(0, inf)",
     "smart_steps": "[1, inf)", "smart_lambda_s": "[0, inf)", "smart_mu": "[0, inf)", "smart_beta": "[0, 1)",
-    "smart_beta_early": "[0, 1)", "smart_beta_early_fraction": "[0, 1]",
+    "smart_beta_early": "[0, 1)", "smart_beta_early_fraction": "[0, 1]", "smart_every": "[1, inf)",
 }
 # What a run folder holds: if any is there, the folder is not reused without --resume or --overwrite.
 RUN_ENTRIES = ("metrics.jsonl", "args.json", "machine.json", "resumes.jsonl", "dev_metrics.json", "last", "best", "model", "predictions")
@@ -521,7 +521,9 @@ def train(args):
             batches = {task: [encode_batch(task, streams[task].batch(step * per_step[task] + k), tokenizer,
                                            args.max_len, args.cos) for k in range(per_step[task])]
                        for task in tasks}
-            record.update(step_gradients(model, shared, batches, args, smart_config, proximal, pcgrad_rng,
+            # --smart_every: SMART's two terms on one step in that many, a plain step between
+            step_smart = smart_config if smart_config is not None and step % smart_config.every == 0 else None
+            record.update(step_gradients(model, shared, batches, args, step_smart, proximal, pcgrad_rng,
                                          lambda task, value: check_loss(task, value, step, state, args, last)))
             record["grad_norm"] = clip_grad_norm(model.parameters(), args.clip)
             if not math.isfinite(record["grad_norm"]):  # a NaN update would reach the next checkpoint

@@ -370,10 +370,11 @@ def test_reported_results_equal_the_committed_runs(document):
 
 # what a row's command must share with the run it links; runs made before the
 # --TASK_batches_per_step flags existed drew one batch of each task per step, those made before
-# --head_lr_factor, --smart_tasks and --TASK_loss_weight trained with their defaults (train.SETTINGS_BEFORE_THEY_EXISTED)
+# --head_lr_factor, --smart_tasks, --smart_every and --TASK_loss_weight trained with their defaults
+# (train.SETTINGS_BEFORE_THEY_EXISTED)
 RECIPE = ("task", "pcgrad", "smart", "cos", "epochs", "steps_per_epoch", "lr", "warmup", "weight_decay", "clip",
           "batch_size", "hidden_dropout_prob", "max_len", "seed", "sst_batches_per_step",
-          "para_batches_per_step", "sts_batches_per_step", "head_lr_factor", "smart_tasks",
+          "para_batches_per_step", "sts_batches_per_step", "head_lr_factor", "smart_tasks", "smart_every",
           "sst_loss_weight", "para_loss_weight", "sts_loss_weight")
 
 

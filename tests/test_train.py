@@ -285,6 +285,16 @@ def test_head_lr_factor_and_smart_tasks_reach_the_optimizer_the_steps_and_args_j
     assert (recorded["head_lr_factor"], recorded["smart_tasks"]) == (4.0, ["sts"])
 
 
+def test_smart_every_puts_smart_terms_on_one_step_in_that_many(tiny_weights, tmp_path):
+    run(tiny_weights, tmp_path, "--task", "sts", "--smart", "--smart_every", "2")
+    steps = records(tmp_path, "step")
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    for record in steps:                       # steps 1 and 3 (0 and 2 counted from 0) get both terms
+        has_terms = {k for k in record if k.startswith(("smart_", "bregman_"))} == {"smart_sts", "bregman_sts"}
+        assert has_terms == (record["step"] % 2 == 1), record
+    assert json.loads((tmp_path / "args.json").read_text())["smart_every"] == 2
+
+
 def test_smart_tasks_are_spelled_in_one_order_and_checked(capsys):
     assert train.parse_args([]).smart_tasks == ["sst", "para", "sts"]
     assert train.parse_args(["--smart", "--smart_tasks", "sts", "sst", "sts"]).smart_tasks == ["sst", "sts"]
@@ -296,20 +306,21 @@ def test_smart_tasks_are_spelled_in_one_order_and_checked(capsys):
     assert "argument --smart_tasks: invalid choice: 'nli'" in capsys.readouterr().err
 
 
-def test_resume_keeps_head_lr_factor_and_smart_tasks_and_older_checkpoints_had_the_defaults(tiny_weights, tmp_path):
+def test_resume_keeps_head_lr_factor_smart_tasks_and_smart_every_and_older_checkpoints_had_the_defaults(tiny_weights, tmp_path):
     run(tiny_weights, tmp_path, "--task", "sts", "--smart")
     changes = [(["--head_lr_factor", "2"], "--head_lr_factor=1.0, this run has --head_lr_factor=2.0"),
-               (["--smart_tasks", "sts"], "--smart_tasks=['sst', 'para', 'sts'], this run has --smart_tasks=['sts']")]
+               (["--smart_tasks", "sts"], "--smart_tasks=['sst', 'para', 'sts'], this run has --smart_tasks=['sts']"),
+               (["--smart_every", "2"], "--smart_every=1, this run has --smart_every=2")]
 
     def refused(extra, named):
         with pytest.raises(SystemExit) as error:
             train.main(arguments(tiny_weights, tmp_path, "--task", "sts", "--smart", *extra, "--resume"))
         return f"checkpoint was trained with {named}" in exit_message(error)
     assert all(refused(extra, named) for extra, named in changes)
-    # a checkpoint saved before the two flags existed has neither setting: it trained as their defaults say
+    # a checkpoint saved before the flags existed has none of these settings: it trained as their defaults say
     path = tmp_path / "last" / "checkpoint.safetensors"
     _, state = checkpoint.load(tmp_path / "last")
-    for key in ("head_lr_factor", "smart_tasks"):
+    for key in ("head_lr_factor", "smart_tasks", "smart_every"):
         del state["settings"][key]
     io.save_arrays(str(path), load_file(str(path)), metadata={"state": json.dumps(state)})
     assert run(tiny_weights, tmp_path, "--task", "sts", "--smart", "--resume")["step"] == 3

@@ -54,6 +54,7 @@ class SmartConfig:
     beta_early: float = 0.99     # EMA decay of theta~ during the first beta_early_fraction of the updates
     beta_early_fraction: float = 0.1
     tasks: tuple = TASKS         # the tasks whose batches get R_s and D_Breg (train.task_step): --smart_tasks
+    every: int = 1               # R_s and D_Breg on one step in this many (1: every step); theta~ moves every step
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -62,6 +63,8 @@ class SmartConfig:
         unknown = [task for task in self.tasks if task not in TASKS]
         if unknown or not self.tasks:
             raise ValueError(f"SMART tasks {list(self.tasks)}: expected some of {', '.join(TASKS)}")
+        if self.every < 1:
+            raise ValueError(f"SMART every {self.every} steps: expected a whole number of at least 1")
 
     def beta_at(self, update, total_updates):
         """beta for update number ``update`` (0-based) of ``total_updates``: beta_early while
