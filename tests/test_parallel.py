@@ -1,6 +1,8 @@
 """tinybert.fast.parallel: blocks shared among the cores, the batch split of evaluation, and the
 BLAS thread setting it relies on."""
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -90,9 +92,6 @@ def test_matmul_over_stack_equals_the_whole_product_on_single_threaded_blas(monk
 
 def test_the_fast_path_puts_openblas_workers_to_sleep_as_soon_as_a_product_ends():
     """Spinning workers take the core that the elementwise work after a matmul needs."""
-    import os
-    import time
-
     import tinybert.fast  # noqa: F401  (the setting is made when the fast path is imported)
     library = parallel._openblas_library()[0]
     assert library.openblas_thread_timeout() == int(os.environ["OPENBLAS_THREAD_TIMEOUT"])

@@ -16,6 +16,7 @@ when that share is near 1, no work on the elementwise ops can bring the step to 
 """
 import argparse
 import collections
+import contextlib
 import json
 import os
 import statistics
@@ -82,17 +83,16 @@ def torch_step(system, inputs, profile):
     ids, mask, types, labels = system._tensors(*inputs)
     system.model.train()
     by_op = collections.Counter()
-    profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if profile else None
-    start = time.perf_counter()
-    if profiler:
-        profiler.__enter__()
-    out = system.model(input_ids=ids, attention_mask=mask, token_type_ids=types)
-    loss = torch.nn.functional.cross_entropy(system.head(out.pooler_output), labels)
-    forward_end = time.perf_counter()
-    loss.backward()
-    backward_end = time.perf_counter()
-    if profiler:
-        profiler.__exit__(None, None, None)
+    profiler = (torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if profile
+                else contextlib.nullcontext())
+    with profiler:
+        start = time.perf_counter()
+        out = system.model(input_ids=ids, attention_mask=mask, token_type_ids=types)
+        loss = torch.nn.functional.cross_entropy(system.head(out.pooler_output), labels)
+        forward_end = time.perf_counter()
+        loss.backward()
+        backward_end = time.perf_counter()
+    if profile:
         for event in profiler.key_averages():
             by_op[event.key] += event.self_cpu_time_total / 1e6
     optimizer_start = time.perf_counter()

@@ -59,13 +59,10 @@ def _mask_of(mask, x, start, stop):
     return mask
 
 
-ROW_BLOCK = 1 << 16   # values per block of rows (256 KB of float32): a block's passes stay in cache
-
-
 def row_blocks(rows, columns):
-    """Rows per block of a (rows, columns) array: about ``ROW_BLOCK`` values on the CPU, all
-    of them at once on the GPU (which is parallel already)."""
-    return max(1, ROW_BLOCK // columns) if backend.xp is numpy else rows
+    """Rows per block of a (rows, columns) array: about ``parallel.BLOCK`` values on the CPU,
+    all of them at once on the GPU (which is parallel already)."""
+    return max(1, parallel.BLOCK // columns) if backend.xp is numpy else rows
 
 
 def layer_norm(x, weight, bias, eps=1e-12):

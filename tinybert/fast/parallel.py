@@ -65,7 +65,10 @@ def for_blocks(length, block, work):
         share_done.result()
 
 
-def blockwise(work, *arrays, block=1 << 16):
+BLOCK = 1 << 16   # values a block of elementwise work (256 KB of float32): its passes stay in cache
+
+
+def blockwise(work, *arrays, block=BLOCK):
     """``work(*slices)`` on matching slices of ``arrays`` (same size, flattened), ``block``
     values at a time, on every core (``for_blocks``). For elementwise work that writes its
     results into some of the arrays: it sees the same values either way, so when the arrays
