@@ -226,7 +226,9 @@ def clear_run_folder(out):
 
 def record_resume(args, state):
     """Flags a resume may change (--lr, --eval_batch_size, ...) but that change the run: each
-    change is printed and appended to OUT/resumes.jsonl with the step it took effect."""
+    change is printed and appended to OUT/resumes.jsonl with the step it took effect. So is a
+    change of machine (machine.json, rewritten by every session): the run's minutes from that
+    step on were measured on another CPU or BLAS."""
     path = os.path.join(args.out, "args.json")
     if not os.path.exists(path):
         return
@@ -235,11 +237,18 @@ def record_resume(args, state):
     now = vars(args)
     changed = {k: [before[k], now[k]] for k in now if k in before and before[k] != now[k]
                and k not in RESUME_MUST_MATCH + ("resume", "overwrite")}
+    machine_path = os.path.join(args.out, "machine.json")
+    if os.path.exists(machine_path):
+        with open(machine_path, encoding="utf-8") as f:
+            machine_before, machine_now = json.load(f), machine.describe()
+        if machine_before != machine_now:
+            changed["machine"] = [machine_before, machine_now]
     if not changed:
         return
     with open(os.path.join(args.out, "resumes.jsonl"), "a", encoding="utf-8") as f:
         f.write(json.dumps({"step": state["step"], "changed": changed}) + "\n")
-    print("resumed with " + ", ".join(f"--{k} changed from {a} to {b}" for k, (a, b) in changed.items())
+    print("resumed with " + ", ".join(f"the machine changed from {a} to {b}" if k == "machine" else
+                                      f"--{k} changed from {a} to {b}" for k, (a, b) in changed.items())
           + f" (recorded in {os.path.join(args.out, 'resumes.jsonl')})", file=sys.stderr)
 
 
