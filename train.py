@@ -354,7 +354,7 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
-def task_step(model, batch, args, smart_config, proximal):
+def task_step(model, batch, smart_config, proximal):
     """Forward one task batch, return (total loss Tensor, logged values).
 
     SMART's terms are added only when the batch's task is one of ``smart_config.tasks``
@@ -406,7 +406,7 @@ def step_gradients(model, shared, batches, args, smart_config, proximal, pcgrad_
     for task, task_batches in batches.items():
         sums = {}
         for batch in task_batches:
-            loss, logged = task_step(model, batch, args, smart_config, proximal)
+            loss, logged = task_step(model, batch, smart_config, proximal)
             check_loss(task, loss.item())
             for key, value in logged.items():
                 sums[key] = sums.get(key, 0.0) + value
