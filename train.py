@@ -27,7 +27,9 @@ mean over its batches, before the weight.
 
 Outputs in --out: metrics.jsonl (one JSON object per step and per evaluation; a step's
 "seconds" are the training time so far, saves and evaluations left out, as tools/peer.py
-counts them, and an evaluation's "minutes" the same time when it began), last/ and
+counts them, and an evaluation's "minutes" the same time when it began; "cpu_steal" the share
+of the machine's CPU time that the hypervisor of a virtual machine gave elsewhere during the
+step, which lengthens the minutes, not the work), last/ and
 best/ checkpoints, predictions/ in the CS224N names and columns, and model/: the best epoch
 as a folder that `python -m tinybert.predict RUN` answers from (tinybert/predict.py), and
 machine.json (tinybert.machine: the CPU and BLAS the minutes were measured on).
@@ -524,7 +526,7 @@ def train(args):
                 and state["evaluated_epoch"] < epoch_at(state["step"], args.steps_per_epoch)):
             evaluate()
         while state["step"] < total_steps:
-            step, step_started = state["step"], time.time()
+            step, step_started, cpu_started = state["step"], time.time(), machine.cpu_clock()
             optimizer.lr = linear_warmup_decay(step, total_steps, int(args.warmup * total_steps), args.lr)
             record = {"type": "step", "step": step + 1, "epoch": step // args.steps_per_epoch + 1, "lr": optimizer.lr}
             batches = {task: [encode_batch(task, streams[task].batch(step * per_step[task] + k), tokenizer,
@@ -546,6 +548,7 @@ def train(args):
             # training time only, as the peer counts it (tools/peer.py): saves and evaluations left out
             record["step_seconds"] = round(time.time() - step_started, 3)
             state["seconds"] = record["seconds"] = round(state.get("seconds", 0.0) + record["step_seconds"], 2)
+            record["cpu_steal"] = machine.steal_fraction(cpu_started, machine.cpu_clock())
             log.write(json.dumps(record) + "\n")
             log.flush()
             progress.update(1, **{k: v for k, v in record.items() if k.startswith("loss_")})
