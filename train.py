@@ -27,7 +27,9 @@ mean over its batches, before the weight.
 
 Outputs in --out: metrics.jsonl (one JSON object per step and per evaluation; a step's
 "seconds" are the training time so far, saves and evaluations left out, as tools/peer.py
-counts them, and an evaluation's "minutes" the same time when it began), last/ and
+counts them, and an evaluation's "minutes" the same time when it began; "cpu_steal" the share
+of the machine's CPU time that the hypervisor of a virtual machine gave elsewhere during the
+step, which lengthens the minutes, not the work), last/ and
 best/ checkpoints, predictions/ in the CS224N names and columns, and model/: the best epoch
 as a folder that `python -m tinybert.predict RUN` answers from (tinybert/predict.py), and
 machine.json (tinybert.machine: the CPU and BLAS the minutes were measured on).
@@ -226,7 +228,9 @@ def clear_run_folder(out):
 
 def record_resume(args, state):
     """Flags a resume may change (--lr, --eval_batch_size, ...) but that change the run: each
-    change is printed and appended to OUT/resumes.jsonl with the step it took effect."""
+    change is printed and appended to OUT/resumes.jsonl with the step it took effect. So is a
+    change of machine (machine.json, rewritten by every session): the run's minutes from that
+    step on were measured on another CPU or BLAS."""
     path = os.path.join(args.out, "args.json")
     if not os.path.exists(path):
         return
@@ -235,11 +239,18 @@ def record_resume(args, state):
     now = vars(args)
     changed = {k: [before[k], now[k]] for k in now if k in before and before[k] != now[k]
                and k not in RESUME_MUST_MATCH + ("resume", "overwrite")}
+    machine_path = os.path.join(args.out, "machine.json")
+    if os.path.exists(machine_path):
+        with open(machine_path, encoding="utf-8") as f:
+            machine_before, machine_now = json.load(f), machine.describe()
+        if machine_before != machine_now:
+            changed["machine"] = [machine_before, machine_now]
     if not changed:
         return
     with open(os.path.join(args.out, "resumes.jsonl"), "a", encoding="utf-8") as f:
         f.write(json.dumps({"step": state["step"], "changed": changed}) + "\n")
-    print("resumed with " + ", ".join(f"--{k} changed from {a} to {b}" for k, (a, b) in changed.items())
+    print("resumed with " + ", ".join(f"the machine changed from {a} to {b}" if k == "machine" else
+                                      f"--{k} changed from {a} to {b}" for k, (a, b) in changed.items())
           + f" (recorded in {os.path.join(args.out, 'resumes.jsonl')})", file=sys.stderr)
 
 
@@ -345,7 +356,7 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
-def task_step(model, batch, args, smart_config, proximal):
+def task_step(model, batch, smart_config, proximal):
     """Forward one task batch, return (total loss Tensor, logged values).
 
     SMART's terms are added only when the batch's task is one of ``smart_config.tasks``
@@ -397,7 +408,7 @@ def step_gradients(model, shared, batches, args, smart_config, proximal, pcgrad_
     for task, task_batches in batches.items():
         sums = {}
         for batch in task_batches:
-            loss, logged = task_step(model, batch, args, smart_config, proximal)
+            loss, logged = task_step(model, batch, smart_config, proximal)
             check_loss(task, loss.item())
             for key, value in logged.items():
                 sums[key] = sums.get(key, 0.0) + value
@@ -515,7 +526,7 @@ def train(args):
                 and state["evaluated_epoch"] < epoch_at(state["step"], args.steps_per_epoch)):
             evaluate()
         while state["step"] < total_steps:
-            step, step_started = state["step"], time.time()
+            step, step_started, cpu_started = state["step"], time.time(), machine.cpu_clock()
             optimizer.lr = linear_warmup_decay(step, total_steps, int(args.warmup * total_steps), args.lr)
             record = {"type": "step", "step": step + 1, "epoch": step // args.steps_per_epoch + 1, "lr": optimizer.lr}
             batches = {task: [encode_batch(task, streams[task].batch(step * per_step[task] + k), tokenizer,
@@ -537,6 +548,7 @@ def train(args):
             # training time only, as the peer counts it (tools/peer.py): saves and evaluations left out
             record["step_seconds"] = round(time.time() - step_started, 3)
             state["seconds"] = record["seconds"] = round(state.get("seconds", 0.0) + record["step_seconds"], 2)
+            record["cpu_steal"] = machine.steal_fraction(cpu_started, machine.cpu_clock())
             log.write(json.dumps(record) + "\n")
             log.flush()
             progress.update(1, **{k: v for k, v in record.items() if k.startswith("loss_")})

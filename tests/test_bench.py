@@ -18,6 +18,7 @@ def test_quick_bench_reports_every_row(capsys):
     assert result["page_faults_per_step_tinybert_T8"] >= 0
     assert 0 <= result["blas_spin_cpu_s"] < 1.0
     assert 0 <= result["blas_spin_cpu_s_fast_path"] < 0.03   # its workers sleep as soon as a product ends
+    assert 0 <= result["cpu_steal"] <= 1                          # Linux's /proc/stat, read around the bench
 
 
 def test_erf_rates_are_per_value_of_each_system():

@@ -16,7 +16,7 @@ import pytest
 from test_train import (ROOT, arguments, assert_same_run, checkpoint_arrays, exit_message,  # noqa: F401
                         interrupt_after_optimizer_step, records, run, tiny_weights)
 import train  # noqa: E402  (test_train put the repository root on sys.path)
-from tinybert import checkpoint, convert, io
+from tinybert import checkpoint, convert, io, machine
 from tinybert.model import BertModel
 from tinybert.multitask import MultitaskBert
 from tinybert.tensor import Tensor
@@ -155,6 +155,18 @@ def test_a_changed_learning_rate_on_resume_is_recorded(tiny_weights, tmp_path, c
     recorded = [json.loads(line) for line in (tmp_path / "resumes.jsonl").read_text().splitlines()]
     assert recorded == [{"step": 3, "changed": {"lr": [1e-4, 5e-5]}}]
     assert "--lr changed from 0.0001 to 5e-05" in capfd.readouterr().err
+
+
+def test_a_resume_on_another_machine_is_recorded(tiny_weights, tmp_path, monkeypatch, capfd):
+    run(tiny_weights, tmp_path, "--task", "sst", epochs=1)
+    first = json.loads((tmp_path / "machine.json").read_text())
+    other = {**first, "cpu": "another CPU"}
+    monkeypatch.setattr(machine, "describe", lambda: other)
+    run(tiny_weights, tmp_path, "--task", "sst", "--resume", epochs=1)
+    recorded = [json.loads(line) for line in (tmp_path / "resumes.jsonl").read_text().splitlines()]
+    assert recorded == [{"step": 3, "changed": {"machine": [first, other]}}]
+    assert json.loads((tmp_path / "machine.json").read_text()) == other   # the session now running
+    assert "the machine changed from" in capfd.readouterr().err
 
 
 # ---------------------------------------------------------------- divergence

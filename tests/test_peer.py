@@ -70,6 +70,10 @@ def sample_run(tmp_path_factory, minilm_folder):
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(socket.socket, "connect", no_network)
+        # the machine's CPU clock, read at each step's start and end: 50 of 200 ticks stolen
+        # within a step, none between steps
+        readings = iter([{"total": 1000 * i + end * 200, "steal": 50 * i + end * 50} for i in range(100) for end in (0, 1)])
+        patch.setattr(peer, "cpu_clock", lambda: next(readings))
         try:
             peer.run(args, clock=lambda: next(ticks))
         finally:
@@ -104,6 +108,7 @@ def test_the_run_keeps_its_training_time_budget(sample_run):
                                                         ("step", 4), ("eval", 4)]
     steps = [r for r in records if r["type"] == "step"]
     assert [r["seconds"] for r in steps] == [1.5, 3.0, 4.5, 6.0] and [r["step_seconds"] for r in steps] == [TICK] * 4
+    assert [r["cpu_steal"] for r in steps] == [0.25] * 4                  # each step's own share
     evals = [r for r in records if r["type"] == "eval"]
     assert [r["minutes"] for r in evals] == [0.05, 0.075, 0.1] and [r["eval_seconds"] for r in evals] == [TICK] * 3
 

@@ -281,7 +281,7 @@ def test_train_step_logs_a_zero_bregman_term_at_the_start_with_dropout_on(task, 
     batch.labels = np.array([0, 3, 4]) if task == "sst" else np.array([0.0, 1.0, 0.6])
     config = SmartConfig(variant="paper", sigma=1e-3, epsilon=1e-2)
     backend.seed(0)
-    _, logged = train.task_step(model, batch, None, config, ProximalPoint(model, config.beta))
+    _, logged = train.task_step(model, batch, config, ProximalPoint(model, config.beta))
     assert logged[f"bregman_{task}"] == 0.0 and logged[f"smart_{task}"] > 0.0
 
 
@@ -299,7 +299,7 @@ def test_a_term_with_weight_zero_is_not_computed(weights, computed, monkeypatch)
     for p in model.parameters():   # move theta off the average, so that D_Breg is not 0
         p.data = p.data + 0.05
     backend.seed(0)
-    both, logged_both = train.task_step(model, batch, None, dataclasses.replace(config, lambda_s=1.0, mu=1.0), proximal)
+    both, logged_both = train.task_step(model, batch, dataclasses.replace(config, lambda_s=1.0, mu=1.0), proximal)
     kept = {"smart": logged_both[f"smart_{task}"], "bregman": logged_both[f"bregman_{task}"]}[computed]
     assert kept > 0.0
     dropped = {"smart": "bregman", "bregman": "smart"}[computed]
@@ -309,7 +309,7 @@ def test_a_term_with_weight_zero_is_not_computed(weights, computed, monkeypatch)
         raise AssertionError(f"the {dropped} term was computed with weight 0")
     monkeypatch.setattr(*tripwire, must_not_run)
     backend.seed(0)
-    total, logged = train.task_step(model, batch, None, config, proximal)
+    total, logged = train.task_step(model, batch, config, proximal)
     assert f"{dropped}_{task}" not in logged
     assert logged[f"{computed}_{task}"] == pytest.approx(kept, rel=1e-12)
     assert total.item() == pytest.approx(logged[f"loss_{task}"] + kept, rel=1e-12)

@@ -12,6 +12,31 @@ def describe():
     return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "numpy": np.__version__, "numpy_blas": numpy_blas()}
 
 
+def cpu_clock(stat_path="/proc/stat"):
+    """The CPU time of the whole machine so far, in clock ticks summed over its CPUs, from the
+    "cpu" line of /proc/stat (Linux; None elsewhere): ``{"total": ..., "steal": ...}``. Steal is
+    time this virtual machine's CPUs were ready to run but the hypervisor ran another guest on
+    the real ones: a run's minutes grow with it although tinybert did no more work."""
+    try:
+        with open(stat_path) as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 9:
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(value) for value in fields[1:9])
+    # guest and guest_nice, after steal, are already counted in user and nice
+    return {"total": user + nice + system + idle + iowait + irq + softirq + steal, "steal": steal}
+
+
+def steal_fraction(before, after):
+    """The fraction (0 to 1, to 3 decimals) of the machine's CPU time between two cpu_clock()
+    readings that the hypervisor stole; None where either reading is missing or no tick passed."""
+    if before is None or after is None or after["total"] <= before["total"]:
+        return None
+    return round((after["steal"] - before["steal"]) / (after["total"] - before["total"]), 3)
+
+
 def cpu_model():
     """The processor's name from /proc/cpuinfo (Linux), else what the platform module knows."""
     try:

@@ -8,7 +8,8 @@
 Run from the repository root. The systems timed: tinybert on its fast path (tinybert.fast, the
 default), tinybert on its reference path alone (``tinybert-ref``, the fast path switched off with
 ``tinybert.paths.fast_path(False)`` around each run) and PyTorch; ratios are tinybert / pytorch.
-The output names the machine: CPU model, NumPy's BLAS, load average at the start.
+The output names the machine: CPU model, NumPy's BLAS, load average at the start, and the share
+of CPU time a virtual machine's hypervisor gave to other guests while the bench ran (steal).
 
 Rows, at batch 32 and sequence lengths 64 and 128, on all-MiniLM-L6-v2:
   infer  forward in eval mode with no graph (tinybert.no_grad / torch.no_grad);
@@ -34,7 +35,7 @@ import time
 
 import numpy as np
 
-from tinybert.machine import cpu_model, numpy_blas
+from tinybert.machine import cpu_clock, cpu_model, numpy_blas, steal_fraction
 
 WEIGHTS = os.path.join("weights", "all-MiniLM-L6-v2")
 BATCH = 32
@@ -291,6 +292,7 @@ def main(argv=None):
     rows, memory_rows = [], []
     result = {"device": args.device, "cores": os.cpu_count(), "batch": BATCH, "repeats": args.repeats,
               "load_average": os.getloadavg()[0], "cpu": cpu_model(), "numpy_blas": numpy_blas()}
+    clock_at_start = cpu_clock()
     # memory first, while this process is small: a child's ru_maxrss starts from the size of
     # the process it was forked from (Linux keeps the high-water mark across exec)
     if not args.no_memory and args.device == "cpu":
@@ -334,11 +336,14 @@ def main(argv=None):
                              f"{work / medians[name] / 1e9 / matmul_rate:6.0%}",
                              f"{ratios[name]:5.2f}" if name != "pytorch" else ""))
     rows += memory_rows
+    result["cpu_steal"] = steal_fraction(clock_at_start, cpu_clock())
     if args.json:
         print(json.dumps(result))
         return
     print(f"CPU: {result['cpu']}; NumPy's BLAS: {result['numpy_blas']}")
     print(f"load average at start {result['load_average']:.2f} (other processes share these cores)")
+    if result["cpu_steal"] is not None:
+        print(f"CPU time the hypervisor gave to other guests during the bench (steal): {result['cpu_steal']:.1%}")
     print(f"{os.cpu_count()} cores, NumPy float32 matmul 2048^3: {matmul_rate:.1f} GFLOP/s; "
           f"median of {args.repeats} runs after {args.warmup} warm-up; ratio = tinybert / pytorch")
     print(f"CPU time used in a 0.3 s sleep right after a NumPy matmul (OpenBLAS's idle workers "

@@ -43,7 +43,8 @@ Outputs in --out (a folder that already holds a run is refused unless --overwrit
   args.json           the flags;
   machine.json        CPU model, core count, torch and transformers versions, torch's threads;
   metrics.jsonl       train.py's format: step records (loss_sst, loss_para, loss_sts, "seconds"
-                      of training so far, "step_seconds" of this step) and eval records (dev_sst,
+                      of training so far, "step_seconds" of this step, "cpu_steal" the share
+                      of the machine's CPU time the hypervisor took during it) and eval records (dev_sst,
                       dev_para, dev_sts, dev_mean, "minutes" of training, "eval_seconds"); an
                       epoch is train.py's default one, the fewest steps that pass over every
                       training set (an eval record's "epoch" is the fraction of them done);
@@ -65,7 +66,7 @@ import train  # the training script at the repository root, for its data, batche
 from tinybert import convert, io
 from tinybert.data import default_data_dir, make_batches
 from tinybert.multitask import SENTIMENT_CLASSES, TASKS, encode_batch
-from tinybert.machine import describe
+from tinybert.machine import cpu_clock, describe, steal_fraction
 from tinybert.tokenizer import Tokenizer
 
 DATA_FILES = {"sst": ("ids-sst-train.csv", "ids-sst-dev.csv"),
@@ -275,7 +276,7 @@ def run(args, clock=time.perf_counter):
             return scores
 
         while trained < budget:
-            started = clock()
+            started, cpu_started = clock(), cpu_clock()
             batches = {task: [encode_batch(task, streams[task].batch(step * per_step[task] + k), tokenizer,
                                            args.max_len, cos=False) for k in range(per_step[task])]
                        for task in TASKS}
@@ -284,7 +285,8 @@ def run(args, clock=time.perf_counter):
             trained, step = trained + seconds, step + 1
             log.write(json.dumps({"type": "step", "step": step, "epoch": (step - 1) // steps_per_epoch + 1,
                                   "lr": args.lr, **losses, "step_seconds": round(seconds, 3),
-                                  "seconds": round(trained, 2)}) + "\n")
+                                  "seconds": round(trained, 2),
+                                  "cpu_steal": steal_fraction(cpu_started, cpu_clock())}) + "\n")
             log.flush()
             if trained >= next_progress:
                 next_progress = next_mark(trained, PROGRESS_SECONDS)
