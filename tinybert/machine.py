@@ -1,6 +1,8 @@
 """What machine a run or a benchmark ran on: the CPU, its cores, NumPy and the BLAS under it.
 A speed figure or a run's minutes mean little without it, so train.py writes ``machine.json``
-into every run folder, tools/peer.py into the peer's, and ``make bench`` prints it.
+into every run folder, tools/peer.py into the peer's, and ``make bench`` prints it. On a
+virtual machine the same CPU can also run slower when its hypervisor gives the real cores to
+other guests (CPU steal): both runs log the share stolen during each step.
 """
 import os
 
