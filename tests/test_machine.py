@@ -21,6 +21,12 @@ def test_steal_fraction_is_the_stolen_share_of_the_ticks_between_two_readings():
     assert machine.steal_fraction(None, after) is None           # no /proc/stat
 
 
+def test_less_steal_takes_the_stolen_share_off_the_wall_time():
+    assert machine.less_steal(12.0, 0.25) == 9.0
+    assert machine.less_steal(12.0, 0.0) == 12.0
+    assert machine.less_steal(12.0, None) == 12.0                 # no /proc/stat: the wall time
+
+
 def test_this_machine_has_a_clock_that_moves():
     if not sys.platform.startswith("linux"):
         assert machine.cpu_clock() is None

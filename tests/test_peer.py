@@ -54,24 +54,18 @@ def no_network(*args, **kwargs):
     raise AssertionError("the peer tried to reach the network")
 
 
-@pytest.fixture(scope="module")
-def sample_run(tmp_path_factory, minilm_folder):
-    """One short peer run on the bundled sample (batches of 8 and one thread, to be quick),
-    with no network, on a clock that ticks TICK seconds a call: a step (timed by two calls)
-    lasts TICK, and so does an evaluation. With --minutes 0.09 (5.4 s) and
-    --eval_every_minutes 0.03 (marks at 1.8, 3.6, 5.4 s): steps end at 1.5, 3, 4.5 and 6 s;
-    step 1 ends before the first mark, step 2 passes it (evaluated), step 3 the next one
-    (evaluated), step 4 the budget (the final evaluation)."""
-    out = tmp_path_factory.mktemp("peer") / "run"
+def scripted_run(out, minilm_folder, *extra):
+    """A short peer run on the bundled sample (batches of 8 and one thread, to be quick), with
+    no network, on a clock that ticks TICK seconds a call (a step, timed by two calls, lasts
+    TICK, and so does an evaluation) and a CPU clock on which 50 of the 200 ticks within each
+    step are stolen, none between steps."""
     args = peer.parse_args(["--minutes", str(MINUTES), "--eval_every_minutes", str(EVAL_EVERY_MINUTES),
                             "--max_len", "32", "--batch_size", "8", "--threads", "1", "--weights", str(minilm_folder),
-                            "--data_dir", str(SAMPLE_DATA_DIR), "--out", str(out)])
+                            "--data_dir", str(SAMPLE_DATA_DIR), "--out", str(out), *extra])
     ticks = itertools.count(0.0, TICK)
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(socket.socket, "connect", no_network)
-        # the machine's CPU clock, read at each step's start and end: 50 of 200 ticks stolen
-        # within a step, none between steps
         readings = iter([{"total": 1000 * i + end * 200, "steal": 50 * i + end * 50} for i in range(100) for end in (0, 1)])
         patch.setattr(peer, "cpu_clock", lambda: next(readings))
         try:
@@ -79,6 +73,14 @@ def sample_run(tmp_path_factory, minilm_folder):
         finally:
             torch.set_num_threads(threads)  # the rest of the suite's torch as it was
     return out
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory, minilm_folder):
+    """With --minutes 0.09 (5.4 s) and --eval_every_minutes 0.03 (marks at 1.8, 3.6, 5.4 s):
+    steps end at 1.5, 3, 4.5 and 6 s; step 1 ends before the first mark, step 2 passes it
+    (evaluated), step 3 the next one (evaluated), step 4 the budget (the final evaluation)."""
+    return scripted_run(tmp_path_factory.mktemp("peer") / "run", minilm_folder)
 
 
 def test_a_short_run_writes_every_output(sample_run):
@@ -111,6 +113,17 @@ def test_the_run_keeps_its_training_time_budget(sample_run):
     assert [r["cpu_steal"] for r in steps] == [0.25] * 4                  # each step's own share
     evals = [r for r in records if r["type"] == "eval"]
     assert [r["minutes"] for r in evals] == [0.05, 0.075, 0.1] and [r["eval_seconds"] for r in evals] == [TICK] * 3
+
+
+def test_a_budget_less_steal_counts_each_step_without_its_stolen_share(tmp_path, minilm_folder):
+    """--budget_less_steal: each 1.5 s step counts 1.5 * (1 - 0.25) = 1.125 s, so the 5.4 s
+    budget holds five steps, and the evaluations fall on the marks of the time so counted."""
+    records = read_jsonl(scripted_run(tmp_path / "run", minilm_folder, "--budget_less_steal") / "metrics.jsonl")
+    assert [(r["type"], r["step"]) for r in records] == [("step", 1), ("step", 2), ("eval", 2), ("step", 3),
+                                                        ("step", 4), ("eval", 4), ("step", 5), ("eval", 5)]
+    steps = [r for r in records if r["type"] == "step"]
+    assert [r["seconds"] for r in steps] == pytest.approx([1.125, 2.25, 3.375, 4.5, 5.625], abs=0.006)
+    assert [r["step_seconds"] for r in steps] == [TICK] * 5 and [r["cpu_steal"] for r in steps] == [0.25] * 5
 
 
 def test_the_run_draws_like_a_tinybert_run(sample_run, tmp_path):

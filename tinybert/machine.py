@@ -39,6 +39,17 @@ def steal_fraction(before, after):
     return round((after["steal"] - before["steal"]) / (after["total"] - before["total"]), 3)
 
 
+def less_steal(seconds, steal):
+    """``seconds`` of wall time less the share ``steal`` of the CPU time (steal_fraction) that the
+    hypervisor took in them: seconds * (1 - steal); ``seconds`` unchanged where steal is None.
+
+    An estimate of what the same work takes with the machine's N CPUs to itself. For work that
+    keeps every CPU busy it errs long, never short: the work needs W CPU-seconds, W / N of wall
+    time unshared; with steal it got at most the N * seconds * (1 - steal) CPU-seconds not stolen,
+    so seconds * (1 - steal) >= W / N. (A thread waiting on a stolen CPU's share is counted in it.)"""
+    return seconds if steal is None else seconds * (1 - steal)
+
+
 def cpu_model():
     """The processor's name from /proc/cpuinfo (Linux), else what the platform module knows."""
     try:

@@ -37,13 +37,16 @@ Where it differs from train.py, on purpose (the plain fine-tune of the issue):
 The time budget counts training only: a step (encoding its batches, forward, backward, update)
 is timed, and the run stops after the step that brings the sum to --minutes. The dev sets are
 evaluated each --eval_every_minutes of training (default --minutes / 6) and at the end; an
-evaluation's time is recorded in its record but not counted in the budget.
+evaluation's time is recorded in its record but not counted in the budget. With
+--budget_less_steal a step counts its time less the share of the CPU time the hypervisor of a
+virtual machine stole in it (tinybert.machine.less_steal), so that a run on a machine losing
+time to other guests still gets about the steps of an hour of its two cores.
 
 Outputs in --out (a folder that already holds a run is refused unless --overwrite):
   args.json           the flags;
   machine.json        CPU model, core count, torch and transformers versions, torch's threads;
   metrics.jsonl       train.py's format: step records (loss_sst, loss_para, loss_sts, "seconds"
-                      of training so far, "step_seconds" of this step, "cpu_steal" the share
+                      of training so far as the budget counts it, "step_seconds" of this step, "cpu_steal" the share
                       of the machine's CPU time the hypervisor took during it) and eval records (dev_sst,
                       dev_para, dev_sts, dev_mean, "minutes" of training, "eval_seconds"); an
                       epoch is train.py's default one, the fewest steps that pass over every
@@ -66,7 +69,7 @@ import train  # the training script at the repository root, for its data, batche
 from tinybert import convert, io
 from tinybert.data import default_data_dir, make_batches
 from tinybert.multitask import SENTIMENT_CLASSES, TASKS, encode_batch
-from tinybert.machine import cpu_clock, describe, steal_fraction
+from tinybert.machine import cpu_clock, describe, less_steal, steal_fraction
 from tinybert.tokenizer import Tokenizer
 
 DATA_FILES = {"sst": ("ids-sst-train.csv", "ids-sst-dev.csv"),
@@ -87,6 +90,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m tools.peer", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--minutes", type=float, default=60.0, help="training time budget (evaluations not counted)")
+    p.add_argument("--budget_less_steal", action="store_true",
+                   help="count each step's time less the share the hypervisor stole (the steps' \"seconds\" then too)")
     p.add_argument("--eval_every_minutes", type=float, default=None, help="default: --minutes / 6")
     p.add_argument("--lr", type=float, default=4e-5, help="constant learning rate")
     p.add_argument("--weight_decay", type=float, default=0.01, help="AdamW's, on every parameter")
@@ -281,12 +286,12 @@ def run(args, clock=time.perf_counter):
                                            args.max_len, cos=False) for k in range(per_step[task])]
                        for task in TASKS}
             losses = train_step(model, optimizer, batches)
-            seconds = clock() - started
-            trained, step = trained + seconds, step + 1
+            seconds, steal = clock() - started, steal_fraction(cpu_started, cpu_clock())
+            trained += less_steal(seconds, steal) if args.budget_less_steal else seconds
+            step += 1
             log.write(json.dumps({"type": "step", "step": step, "epoch": (step - 1) // steps_per_epoch + 1,
                                   "lr": args.lr, **losses, "step_seconds": round(seconds, 3),
-                                  "seconds": round(trained, 2),
-                                  "cpu_steal": steal_fraction(cpu_started, cpu_clock())}) + "\n")
+                                  "seconds": round(trained, 2), "cpu_steal": steal}) + "\n")
             log.flush()
             if trained >= next_progress:
                 next_progress = next_mark(trained, PROGRESS_SECONDS)
