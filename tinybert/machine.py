@@ -46,7 +46,9 @@ def less_steal(seconds, steal):
     An estimate of what the same work takes with the machine's N CPUs to itself. For work that
     keeps every CPU busy it errs long, never short: the work needs W CPU-seconds, W / N of wall
     time unshared; with steal it got at most the N * seconds * (1 - steal) CPU-seconds not stolen,
-    so seconds * (1 - steal) >= W / N. (A thread waiting on a stolen CPU's share is counted in it.)"""
+    so seconds * (1 - steal) >= W / N. It takes off only the time stolen outright: a thread idle
+    while it waits for a stolen CPU stays counted, so a run slowed by steal can still lose more
+    than this (chapter 12's fourth equal-minutes run)."""
     return seconds if steal is None else seconds * (1 - steal)
 
 

@@ -39,15 +39,15 @@ is timed, and the run stops after the step that brings the sum to --minutes. The
 evaluated each --eval_every_minutes of training (default --minutes / 6) and at the end; an
 evaluation's time is recorded in its record but not counted in the budget. With
 --budget_less_steal a step counts its time less the share of the CPU time the hypervisor of a
-virtual machine stole in it (tinybert.machine.less_steal), so that a run on a machine losing
-time to other guests still gets about the steps of an hour of its two cores.
+virtual machine stole in it (tinybert.machine.less_steal): the time stolen outright is given
+back, not all that a busy neighbour costs (chapter 12, "Equal minutes").
 
 Outputs in --out (a folder that already holds a run is refused unless --overwrite):
   args.json           the flags;
   machine.json        CPU model, core count, torch and transformers versions, torch's threads;
   metrics.jsonl       train.py's format: step records (loss_sst, loss_para, loss_sts, "seconds"
-                      of training so far as the budget counts it, "step_seconds" of this step, "cpu_steal" the share
-                      of the machine's CPU time the hypervisor took during it) and eval records (dev_sst,
+                      of training so far as the budget counts it, "step_seconds" of this step,
+                      "cpu_steal" the share of the machine's CPU time the hypervisor took during it) and eval records (dev_sst,
                       dev_para, dev_sts, dev_mean, "minutes" of training, "eval_seconds"); an
                       epoch is train.py's default one, the fewest steps that pass over every
                       training set (an eval record's "epoch" is the fraction of them done);
