@@ -40,7 +40,8 @@ FULL_RUN = os.path.join(HERE, "results", "full")
 CONFIGURATION_RUNS = tuple(os.path.join(HERE, "results", name)                # chapter 12's table, bottom up
                            for name in ("plain", "cos", "pcgrad_cos", "full_189", "full"))
 ABLATION = os.path.join(HERE, "results", "ablation_60steps", "results.json")
-EQUAL_MINUTES_RUNS = tuple(os.path.join(HERE, "results", name) for name in ("peer_60min", "recipe_60min", "recipe_sst2"))
+EQUAL_MINUTES_RUNS = tuple(os.path.join(HERE, "results", name)
+                           for name in ("peer_60min", "recipe_60min", "recipe_sst2", "recipe_w15"))
 BLUE, ORANGE, GREEN, GREY, RED = "#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f", "#d62728"
 TASK_COLORS = {"sst": BLUE, "para": ORANGE, "sts": GREEN}
 

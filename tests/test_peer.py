@@ -54,13 +54,13 @@ def no_network(*args, **kwargs):
     raise AssertionError("the peer tried to reach the network")
 
 
-def scripted_run(out, minilm_folder, *extra):
+def scripted_run(out, minilm_folder, *extra,
+                 budget=("--minutes", str(MINUTES), "--eval_every_minutes", str(EVAL_EVERY_MINUTES))):
     """A short peer run on the bundled sample (batches of 8 and one thread, to be quick), with
     no network, on a clock that ticks TICK seconds a call (a step, timed by two calls, lasts
     TICK, and so does an evaluation) and a CPU clock on which 50 of the 200 ticks within each
     step are stolen, none between steps."""
-    args = peer.parse_args(["--minutes", str(MINUTES), "--eval_every_minutes", str(EVAL_EVERY_MINUTES),
-                            "--max_len", "32", "--batch_size", "8", "--threads", "1", "--weights", str(minilm_folder),
+    args = peer.parse_args([*budget, "--max_len", "32", "--batch_size", "8", "--threads", "1", "--weights", str(minilm_folder),
                             "--data_dir", str(SAMPLE_DATA_DIR), "--out", str(out), *extra])
     ticks = itertools.count(0.0, TICK)
     threads = torch.get_num_threads()
@@ -126,6 +126,22 @@ def test_a_budget_less_steal_counts_each_step_without_its_stolen_share(tmp_path,
     assert [r["step_seconds"] for r in steps] == [TICK] * 5 and [r["cpu_steal"] for r in steps] == [0.25] * 5
 
 
+def test_a_step_budget_runs_its_steps_whatever_the_clock(sample_run, tmp_path, minilm_folder):
+    """--steps 5 --eval_every_steps 2 on the clock that gives --minutes 0.09 four steps: five
+    steps, evaluated after steps 2 and 4 and at the end, with the losses of the minutes run at
+    the steps both have (the scores are a function of the step count)."""
+    out = scripted_run(tmp_path / "run", minilm_folder, budget=("--steps", "5", "--eval_every_steps", "2"))
+    records = read_jsonl(out / "metrics.jsonl")
+    assert [(r["type"], r["step"]) for r in records] == [("step", 1), ("step", 2), ("eval", 2), ("step", 3),
+                                                        ("step", 4), ("eval", 4), ("step", 5), ("eval", 5)]
+    args = json.loads((out / "args.json").read_text())
+    assert args["steps"] == 5 and args["minutes"] is None and args["eval_every_minutes"] is None
+    losses = [[r[f"loss_{task}"] for task in TASKS] for r in records if r["type"] == "step"]
+    by_minutes = [[r[f"loss_{task}"] for task in TASKS] for r in read_jsonl(sample_run / "metrics.jsonl")
+                  if r["type"] == "step"]
+    assert losses[:4] == by_minutes
+
+
 def test_the_run_draws_like_a_tinybert_run(sample_run, tmp_path):
     from tinybert import plot
     assert os.path.getsize(plot.plot_run(str(sample_run), str(tmp_path / "curves.png"))) > 0
@@ -136,6 +152,11 @@ def test_the_run_draws_like_a_tinybert_run(sample_run, tmp_path):
     (["--lr", "nan"], "argument --lr: must be in (0, inf), got nan"),
     (["--batch_size", "0"], "argument --batch_size: must be in [1, inf), got 0"),
     (["--max_len", "2"], "argument --max_len: must be in [4, inf), got 2"),
+    (["--steps", "0"], "argument --steps: must be in [1, inf), got 0"),
+    (["--minutes", "5", "--steps", "100"], "argument --steps: not allowed with argument --minutes"),
+    (["--eval_every_steps", "10"], "--eval_every_steps goes with --steps, --eval_every_minutes with --minutes"),
+    (["--steps", "100", "--eval_every_minutes", "1"],
+     "--eval_every_steps goes with --steps, --eval_every_minutes with --minutes"),
 ])
 def test_a_bad_flag_is_one_usage_line(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_:

@@ -5,6 +5,7 @@ repository root (``-m`` puts train.py on the module path):
     python -m tools.peer --minutes 60                            # runs/peer, data from $DATA_DIR
     make peer MINUTES=60                                         # the same, on $(DATA_DIR)
     python -m tools.peer --minutes 0.1 --max_len 32 --data_dir tinybert/sample_data --out runs/peer-sample
+    python -m tools.peer --steps 1500                            # a step budget: the same scores any day
     python -m tinybert.plot runs/peer                            # its curves, like a tinybert run's
 
 The recipe (issue 17's): the three tasks' losses summed each step, AdamW at a constant 4e-5,
@@ -42,6 +43,11 @@ evaluation's time is recorded in its record but not counted in the budget. With
 virtual machine stole in it (tinybert.machine.less_steal): the time stolen outright is given
 back, not all that a busy neighbour costs (chapter 12, "Equal minutes").
 
+With --steps N the budget is N steps instead, evaluated each --eval_every_steps. The peer's
+losses and scores depend on its step count, not on the minutes (its batches and dropout masks
+come from --seed; chapter 12 found a 30-minute run's step losses bit for bit a 60-minute run's),
+so N steps give, on any day, the scores a --minutes run had at its step N; the minutes are that day's.
+
 Outputs in --out (a folder that already holds a run is refused unless --overwrite):
   args.json           the flags;
   machine.json        CPU model, core count, torch and transformers versions, torch's threads;
@@ -77,7 +83,8 @@ DATA_FILES = {"sst": ("ids-sst-train.csv", "ids-sst-dev.csv"),
               "sts": ("sts-train.csv", "sts-dev.csv")}
 # Every numeric flag's allowed values, in train.FLAG_RANGES' notation (train.out_of_range checks them).
 FLAG_RANGES = {
-    "minutes": "(0, inf)", "eval_every_minutes": "(0, inf)", "lr": "(0, inf)", "weight_decay": "[0, inf)",
+    "minutes": "(0, inf)", "eval_every_minutes": "(0, inf)", "steps": "[1, inf)", "eval_every_steps": "[1, inf)",
+    "lr": "(0, inf)", "weight_decay": "[0, inf)",
     "batch_size": "[1, inf)", "eval_batch_size": "[1, inf)", "max_len": "[4, inf)", "seed": "[0, inf)",
     "threads": "[1, inf)", "sst_batches_per_step": "[1, inf)", "para_batches_per_step": "[1, inf)",
     "sts_batches_per_step": "[1, inf)",
@@ -89,10 +96,13 @@ PROGRESS_SECONDS = 30  # a progress line this often (of training time)
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m tools.peer", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--minutes", type=float, default=60.0, help="training time budget (evaluations not counted)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, default=60.0, help="training time budget (evaluations not counted)")
+    budget.add_argument("--steps", type=int, default=None, help="a budget of this many steps instead of --minutes")
     p.add_argument("--budget_less_steal", action="store_true",
                    help="count each step's time less the share the hypervisor stole (the steps' \"seconds\" then too)")
     p.add_argument("--eval_every_minutes", type=float, default=None, help="default: --minutes / 6")
+    p.add_argument("--eval_every_steps", type=int, default=None, help="with --steps; default: --steps / 6, rounded up")
     p.add_argument("--lr", type=float, default=4e-5, help="constant learning rate")
     p.add_argument("--weight_decay", type=float, default=0.01, help="AdamW's, on every parameter")
     p.add_argument("--batch_size", type=int, default=32, help="per task batch")
@@ -110,7 +120,13 @@ def parse_args(argv=None):
     problem = train.out_of_range(args, FLAG_RANGES)
     if problem:
         p.error(problem)
-    args.eval_every_minutes = args.eval_every_minutes or args.minutes / 6
+    if (args.eval_every_steps and not args.steps) or (args.eval_every_minutes and args.steps):
+        p.error("--eval_every_steps goes with --steps, --eval_every_minutes with --minutes")
+    if args.steps:  # a step budget: no minutes are counted toward it
+        args.minutes = args.eval_every_minutes = None
+        args.eval_every_steps = args.eval_every_steps or math.ceil(args.steps / 6)
+    else:
+        args.eval_every_minutes = args.eval_every_minutes or args.minutes / 6
     return args
 
 
@@ -264,7 +280,10 @@ def run(args, clock=time.perf_counter):
             os.remove(os.path.join(args.out, name))
     io.write_text(os.path.join(args.out, "args.json"), json.dumps(vars(args), indent=2))
     io.write_text(os.path.join(args.out, "machine.json"), json.dumps(machine(), indent=2))
-    budget, every = 60 * args.minutes, 60 * args.eval_every_minutes
+    if args.steps:
+        budget, every, spent = args.steps, args.eval_every_steps, lambda: step
+    else:
+        budget, every, spent = 60 * args.minutes, 60 * args.eval_every_minutes, lambda: trained
     trained, step, next_eval, next_progress = 0.0, 0, every, PROGRESS_SECONDS
     with open(os.path.join(args.out, "metrics.jsonl"), "w", encoding="utf-8") as log:
         def log_evaluation():
@@ -280,7 +299,7 @@ def run(args, clock=time.perf_counter):
                   + "  ".join(f"dev_{task} {value:.4f}" for task, value in scores.items()), file=sys.stderr)
             return scores
 
-        while trained < budget:
+        while spent() < budget:
             started, cpu_started = clock(), cpu_clock()
             batches = {task: [encode_batch(task, streams[task].batch(step * per_step[task] + k), tokenizer,
                                            args.max_len, cos=False) for k in range(per_step[task])]
@@ -295,11 +314,12 @@ def run(args, clock=time.perf_counter):
             log.flush()
             if trained >= next_progress:
                 next_progress = next_mark(trained, PROGRESS_SECONDS)
-                print(f"peer: {trained / 60:.1f}/{args.minutes:g} training minutes, step {step}, "
+                print(f"peer: {trained / 60:.1f} training minutes, step {step}/{budget:g}, " if args.steps else
+                      f"peer: {trained / 60:.1f}/{budget / 60:g} training minutes, step {step}, "
                       + " ".join(f"{key} {value:.3f}" for key, value in losses.items()), file=sys.stderr)
-            if next_eval <= trained < budget:  # the budget's end has its own evaluation below
+            if next_eval <= spent() < budget:  # the budget's end has its own evaluation below
                 log_evaluation()
-                next_eval = next_mark(trained, every)
+                next_eval = next_mark(spent(), every)
         scores = log_evaluation()
     io.write_text(os.path.join(args.out, "dev_metrics.json"), json.dumps(scores, indent=2))
     return scores
