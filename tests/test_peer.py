@@ -126,11 +126,14 @@ def test_a_budget_less_steal_counts_each_step_without_its_stolen_share(tmp_path,
     assert [r["step_seconds"] for r in steps] == [TICK] * 5 and [r["cpu_steal"] for r in steps] == [0.25] * 5
 
 
-def test_a_step_budget_runs_its_steps_whatever_the_clock(sample_run, tmp_path, minilm_folder):
+def test_a_step_budget_runs_its_steps_whatever_the_clock(sample_run, tmp_path, minilm_folder, monkeypatch, capsys):
     """--steps 5 --eval_every_steps 2 on the clock that gives --minutes 0.09 four steps: five
     steps, evaluated after steps 2 and 4 and at the end, with the losses of the minutes run at
-    the steps both have (the scores are a function of the step count)."""
+    the steps both have (the scores are a function of the step count); its progress lines count
+    steps against the budget and carry the losses."""
+    monkeypatch.setattr(peer, "PROGRESS_SECONDS", TICK)  # a progress line after every step
     out = scripted_run(tmp_path / "run", minilm_folder, budget=("--steps", "5", "--eval_every_steps", "2"))
+    assert "peer: 0.1 training minutes, step 5/5, loss_sst " in capsys.readouterr().err
     records = read_jsonl(out / "metrics.jsonl")
     assert [(r["type"], r["step"]) for r in records] == [("step", 1), ("step", 2), ("eval", 2), ("step", 3),
                                                         ("step", 4), ("eval", 4), ("step", 5), ("eval", 5)]

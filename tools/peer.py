@@ -314,9 +314,9 @@ def run(args, clock=time.perf_counter):
             log.flush()
             if trained >= next_progress:
                 next_progress = next_mark(trained, PROGRESS_SECONDS)
-                print(f"peer: {trained / 60:.1f} training minutes, step {step}/{budget:g}, " if args.steps else
-                      f"peer: {trained / 60:.1f}/{budget / 60:g} training minutes, step {step}, "
-                      + " ".join(f"{key} {value:.3f}" for key, value in losses.items()), file=sys.stderr)
+                where = (f"{trained / 60:.1f} training minutes, step {step}/{budget}" if args.steps
+                         else f"{trained / 60:.1f}/{budget / 60:g} training minutes, step {step}")
+                print(f"peer: {where}, " + " ".join(f"{key} {value:.3f}" for key, value in losses.items()), file=sys.stderr)
             if next_eval <= spent() < budget:  # the budget's end has its own evaluation below
                 log_evaluation()
                 next_eval = next_mark(spent(), every)
