@@ -6,7 +6,7 @@ DATA_DIR ?= ../shared/data
 WEIGHTS  := weights/all-MiniLM-L6-v2
 export DATA_DIR
 
-.PHONY: setup weights test gradcheck exercise demo train ablation bench peer data fixtures clean
+.PHONY: setup weights test gradcheck cudacheck exercise demo train ablation bench peer data fixtures clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ $(WEIGHTS)/model.safetensors: | $(VENV)/.installed
 test: setup weights
 	TINYBERT_FAST=1 $(PY) -m pytest tests
 	TINYBERT_FAST=0 $(PY) -m pytest tests --deselect tests/test_bench.py::test_quick_bench_reports_every_row
+
+# Needs CuPy and a CUDA GPU (pip install -e '.[cuda]'): the GPU against the CPU, and the recipe on it.
+cudacheck: setup
+	$(PY) -m pytest -m cuda tests/test_cuda.py
 
 gradcheck: setup
 	$(PY) -m tinybert.gradcheck

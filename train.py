@@ -490,7 +490,7 @@ def train(args):
             if saved != value:
                 raise ValueError(f"{last}: checkpoint was trained with --{key}={saved}, this run has --{key}={value}")
         checkpoint.restore(groups, state, model, optimizer, proximal, os.path.join(last, "checkpoint.safetensors"))
-        backend.rng().bit_generator.state = state["rng"]
+        backend.set_rng_state(state["rng"])
         pcgrad_rng.bit_generator.state = state["pcgrad_rng"]
         state.setdefault("evaluated_epoch", epoch_at(state["step"], args.steps_per_epoch))  # older checkpoints
         state.setdefault("first_loss", {})
@@ -507,7 +507,7 @@ def train(args):
     log = open(os.path.join(args.out, "metrics.jsonl"), "a")
 
     def save(folder):
-        state["rng"] = backend.rng().bit_generator.state
+        state["rng"] = backend.rng_state()
         state["pcgrad_rng"] = pcgrad_rng.bit_generator.state
         checkpoint.save(folder, model, optimizer, proximal, state)
 

@@ -410,7 +410,8 @@ def test_reported_commands_reproduce_the_committed_runs(document):
 def test_equal_minutes_table_equals_the_runs():
     """Chapter 12's equal-minutes table: each row's training minutes and steps are its run's last
     step record (metrics.jsonl, training time only, as train.py and tools/peer.py both count it),
-    its machine is the run's machine.json; the scores are checked with every other table's."""
+    its machine is the run's machine.json (the GPU, for a --device cuda run); the scores are
+    checked with every other table's."""
     import json
     chapter = (DOCS / "12-results.md").read_text(encoding="utf-8")
     section = chapter.split("## Equal minutes", 1)[1].split("\n## ", 1)[0]
@@ -422,8 +423,9 @@ def test_equal_minutes_table_equals_the_runs():
         steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         last = [r for r in steps if r["type"] == "step"][-1]
         machine = json.loads((run / "machine.json").read_text(encoding="utf-8"))
-        assert cells[5:8] == [f"{last['seconds'] / 60:.1f}", str(last["step"]),
-                              f"{machine['cpu']}, {machine['cpu_count']} cores"], row
+        named = (f"{machine['gpu']}, CuPy {machine['cupy']}" if "gpu" in machine  # a --device cuda run
+                 else f"{machine['cpu']}, {machine['cpu_count']} cores")
+        assert cells[5:8] == [f"{last['seconds'] / 60:.1f}", str(last["step"]), named], row
 
 
 @pytest.mark.parametrize("folder", ["ablation_59e4933", "ablation_60steps"])

@@ -8,6 +8,7 @@ tinybert imports numpy or cupy for compute. Importing tinybert never imports CuP
 import contextlib
 import copy
 import os
+import threading
 
 import numpy
 import scipy.special
@@ -60,9 +61,46 @@ def set_rng(generator):
     _rng = generator
 
 
+def rng_state():
+    """The current generator's state, for a checkpoint: NumPy's bit-generator state (a dict,
+    saved as JSON), or on a GPU the bytes of CuPy's cuRAND states, one per GPU thread (a NumPy
+    uint8 array, saved as an array)."""
+    if isinstance(_rng, numpy.random.Generator):
+        return _rng.bit_generator.state
+    return to_numpy(_rng.bit_generator._state).view(numpy.uint8)
+
+
+def set_rng_state(state):
+    """Make the current generator carry on from ``state``, what :func:`rng_state` returned on
+    the same device (and, on a GPU, a GPU of as many threads' states)."""
+    saved_on = "cpu" if isinstance(state, dict) else "cuda"
+    if saved_on != device:
+        raise ValueError(f"the random generator's state was saved with --device {saved_on}; "
+                         f"this run has --device {device}")
+    if saved_on == "cpu":
+        _rng.bit_generator.state = state
+        return
+    current = _rng.bit_generator._state
+    if state.size != current.size:
+        raise ValueError(f"the random generator's state was saved on a GPU with {state.size} bytes of it; "
+                         f"this GPU's has {current.size}")
+    current[...] = xp.asarray(state).view(current.dtype)
+
+
 def snapshot_rng():
     """A copy of the current generator: replaying it redraws the same dropout masks."""
-    return copy.deepcopy(_rng)
+    return _copy_generator(_rng)
+
+
+def _copy_generator(generator):
+    """A generator that draws what ``generator`` draws next; ``generator`` is left as it is."""
+    if isinstance(generator, numpy.random.Generator):
+        return copy.deepcopy(generator)
+    # CuPy's bit generator keeps its state in a device array beside a thread lock, which
+    # deepcopy refuses: copy the object's fields, then give the copy its own state and lock.
+    bits = copy.copy(generator.bit_generator)
+    bits._state, bits.lock = bits._state.copy(), threading.Lock()
+    return type(generator)(bits)
 
 
 @contextlib.contextmanager
@@ -70,7 +108,7 @@ def replayed_rng(snapshot):
     """Draw from a fresh copy of ``snapshot`` inside the block; afterwards the current
     generator carries on where it was, as if the block had drawn nothing."""
     global _rng
-    current, _rng = _rng, copy.deepcopy(snapshot)
+    current, _rng = _rng, _copy_generator(snapshot)
     try:
         yield
     finally:

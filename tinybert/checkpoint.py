@@ -8,7 +8,9 @@ import os
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file
 
-from . import io
+from . import backend, io
+
+RNG_IN_ARRAYS = "the array rng.state"  # state.json's "rng" when the generator was CuPy's
 
 
 def _optimizer_names(model, optimizer):
@@ -23,13 +25,17 @@ def save(folder, model, optimizer, proximal, state):
     arrays.update({f"adam.{k}": v for k, v in optimizer.state_arrays(names).items()})
     if proximal is not None:
         arrays.update({f"ema.{name}": array for name, array in proximal.average.items()})
+    if not isinstance(state["rng"], dict):  # a GPU generator's state: bytes, kept as an array
+        arrays["rng.state"] = state["rng"]
+        state = {**state, "rng": RNG_IN_ARRAYS}
     text = json.dumps(state)
     io.save_arrays(os.path.join(folder, "checkpoint.safetensors"), arrays, metadata={"state": text})
     io.write_text(os.path.join(folder, "state.json"), json.dumps(state, indent=2))
 
 
 def load(folder):
-    """(arrays by group: {"model": {...}, "adam": {...}, "ema": {...}}, state dict)."""
+    """(arrays by group: {"model": {...}, "adam": {...}, "ema": {...}}, state dict); a GPU
+    run's generator state, saved as the array ``rng.state``, is put back as the state's "rng"."""
     path = os.path.join(folder, "checkpoint.safetensors")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no checkpoint to resume from")
@@ -39,10 +45,12 @@ def load(folder):
         tensors = load_file(path)
     except (SafetensorError, KeyError, json.JSONDecodeError) as error:
         raise ValueError(f"{path}: not a tinybert checkpoint ({error})") from None
-    groups = {"model": {}, "adam": {}, "ema": {}}
+    groups = {"model": {}, "adam": {}, "ema": {}}  # and "rng", the GPU generator's state, if saved
     for key, array in tensors.items():
         group, name = key.split(".", 1)
-        groups[group][name] = array
+        groups.setdefault(group, {})[name] = array
+    if state.get("rng") == RNG_IN_ARRAYS:
+        state["rng"] = groups["rng"]["state"]
     return groups, state
 
 
@@ -53,4 +61,4 @@ def restore(groups, state, model, optimizer, proximal, source):
         if not groups["ema"]:
             raise ValueError(f"{source}: the checkpoint has no SMART moving average (it was trained without --smart)")
         for name in proximal.average:
-            proximal.average[name][...] = groups["ema"][name]
+            proximal.average[name][...] = backend.xp.asarray(groups["ema"][name])  # to the GPU, on one

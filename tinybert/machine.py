@@ -8,10 +8,22 @@ import os
 
 import numpy as np
 
+from . import backend
+
 
 def describe():
-    """The record a run folder keeps as machine.json."""
-    return {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "numpy": np.__version__, "numpy_blas": numpy_blas()}
+    """The record a run folder keeps as machine.json; on a GPU (``--device cuda``) it names the GPU too."""
+    record = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "numpy": np.__version__, "numpy_blas": numpy_blas()}
+    if backend.device == "cuda":
+        record.update(gpu())
+    return record
+
+
+def gpu():
+    """The name of the CUDA GPU that CuPy computes on, and CuPy's version."""
+    import cupy
+    properties = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    return {"gpu": properties["name"].decode(), "cupy": cupy.__version__}
 
 
 def cpu_clock(stat_path="/proc/stat"):
