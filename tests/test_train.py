@@ -405,6 +405,22 @@ def test_ctrl_c_or_sigterm_saves_and_exits_non_zero(tiny_weights, tmp_path, monk
     assert [r["step"] for r in records(tmp_path, "step")] == [1]
 
 
+def test_a_gpu_runs_generator_state_rides_as_an_array_and_resumes_only_on_a_gpu(full_run, tmp_path):
+    # a --device cuda checkpoint keeps CuPy's cuRAND states as the array rng.state (tests/test_cuda.py
+    # resumes one on a GPU); here, its reading back, and the one-line refusal on the CPU
+    out, _ = full_run
+    cuda_states = np.arange(96, dtype=np.uint8)
+    _, state = checkpoint.load(out / "last")
+    arrays = {**load_file(str(out / "last" / "checkpoint.safetensors")), "rng.state": cuda_states}
+    (tmp_path / "last").mkdir()
+    io.save_arrays(str(tmp_path / "last" / "checkpoint.safetensors"), arrays,
+                   metadata={"state": json.dumps({**state, "rng": checkpoint.RNG_IN_ARRAYS})})
+    groups, loaded = checkpoint.load(tmp_path / "last")
+    assert np.array_equal(loaded["rng"], cuda_states) and set(groups) == {"model", "adam", "ema", "rng"}
+    with pytest.raises(ValueError, match=r"saved with --device cuda; this run has --device cpu"):
+        backend.set_rng_state(loaded["rng"])
+
+
 def test_resume_without_a_checkpoint(tiny_weights, tmp_path):
     with pytest.raises(SystemExit) as error:
         train.main(arguments(tiny_weights, tmp_path, "--task", "sst", "--resume"))
