@@ -15,6 +15,7 @@ Run from the repository root; matplotlib (a dev dependency) draws with the Agg b
 display is needed. Each figure is one function, registered in FIGURES under its file name: a
 new figure is a new function and a new entry.
 """
+import functools
 import io
 import json
 import os
@@ -40,8 +41,10 @@ FULL_RUN = os.path.join(HERE, "results", "full")
 CONFIGURATION_RUNS = tuple(os.path.join(HERE, "results", name)                # chapter 12's table, bottom up
                            for name in ("plain", "cos", "pcgrad_cos", "full_189", "full"))
 ABLATION = os.path.join(HERE, "results", "ablation_60steps", "results.json")
-EQUAL_MINUTES_RUNS = tuple(os.path.join(HERE, "results", name)
+EQUAL_MINUTES_RUNS = tuple(os.path.join(HERE, "results", name)                # on the Intel Xeon
                            for name in ("peer_60min", "recipe_60min", "recipe_sst2", "recipe_w15"))
+EQUAL_MINUTES_AMD_RUNS = tuple(os.path.join(HERE, "results", name)            # on the AMD EPYC
+                               for name in ("peer_60min_amd", "recipe_w15_sts2", "recipe_p15"))
 BLUE, ORANGE, GREEN, GREY, RED = "#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f", "#d62728"
 TASK_COLORS = {"sst": BLUE, "para": ORANGE, "sts": GREEN}
 
@@ -694,7 +697,7 @@ def run_evaluations(run):
     return plot.read_metrics(os.path.join(run, "metrics.jsonl"))[1]
 
 
-def equal_minutes(runs=EQUAL_MINUTES_RUNS):
+def equal_minutes(runs=EQUAL_MINUTES_RUNS, name="equal_minutes.png"):
     """Each task's dev score against the training minutes (evaluations left out, as train.py and
     tools/peer.py both count them) of the runs in chapter 12's equal-minutes table: the
     PyTorch peer and tinybert, on one machine (named from the runs' machine.json)."""
@@ -718,7 +721,7 @@ def equal_minutes(runs=EQUAL_MINUTES_RUNS):
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8.5, frameon=False)
     figure.suptitle(f"Dev score against training minutes on one machine ({'; '.join(sorted(machines))})", fontsize=10)
-    save(figure, "equal_minutes.png")
+    save(figure, name)
 
 
 FIGURES = {
@@ -739,6 +742,7 @@ FIGURES = {
     "ablation_minutes.png": ablation_minutes,
     "configuration_curves.png": configuration_curves,
     "equal_minutes.png": equal_minutes,
+    "equal_minutes_amd.png": functools.partial(equal_minutes, EQUAL_MINUTES_AMD_RUNS, "equal_minutes_amd.png"),
 }
 
 

@@ -109,7 +109,9 @@ def exit_message(error):
 @pytest.fixture(scope="module")
 def full_run(tiny_weights, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "all"
-    state = run(tiny_weights, out, "--task", "all", "--pcgrad", "--smart", "--cos", epochs=2)
+    # SMART on every task (the default puts it on STS alone), so that every term is logged and checked
+    state = run(tiny_weights, out, "--task", "all", "--pcgrad", "--smart", "--cos", "--smart_tasks", "sst", "para", "sts",
+                epochs=2)
     return out, state
 
 
@@ -306,7 +308,7 @@ def test_smart_every_puts_smart_terms_on_one_step_in_that_many(tiny_weights, tmp
 
 
 def test_smart_tasks_are_spelled_in_one_order_and_checked(capsys):
-    assert train.parse_args([]).smart_tasks == ["sst", "para", "sts"]
+    assert train.parse_args([]).smart_tasks == ["sts"]  # the recipe's default: SMART pays on STS (chapter 12)
     assert train.parse_args(["--smart", "--smart_tasks", "sts", "sst", "sts"]).smart_tasks == ["sst", "sts"]
     # without --smart it is accepted and inert, as every --smart_NAME setting is (tools/ablation.py
     # hands the same extra arguments to its SMART and plain rows)
@@ -317,23 +319,29 @@ def test_smart_tasks_are_spelled_in_one_order_and_checked(capsys):
 
 
 def test_resume_keeps_head_lr_factor_smart_tasks_and_smart_every_and_older_checkpoints_had_the_defaults(tiny_weights, tmp_path):
-    run(tiny_weights, tmp_path, "--task", "sts", "--smart")
+    # the settings train.py had before these flags (and before its recipe defaults), spelled out
+    before = ("--head_lr_factor", "1", "--smart_tasks", "sst", "para", "sts")
+    run(tiny_weights, tmp_path, "--task", "sts", "--smart", *before)
     changes = [(["--head_lr_factor", "2"], "--head_lr_factor=1.0, this run has --head_lr_factor=2.0"),
                (["--smart_tasks", "sts"], "--smart_tasks=['sst', 'para', 'sts'], this run has --smart_tasks=['sts']"),
                (["--smart_every", "2"], "--smart_every=1, this run has --smart_every=2")]
 
     def refused(extra, named):
         with pytest.raises(SystemExit) as error:
-            train.main(arguments(tiny_weights, tmp_path, "--task", "sts", "--smart", *extra, "--resume"))
+            train.main(arguments(tiny_weights, tmp_path, "--task", "sts", "--smart", *before, *extra, "--resume"))
         return f"checkpoint was trained with {named}" in exit_message(error)
     assert all(refused(extra, named) for extra, named in changes)
-    # a checkpoint saved before the flags existed has none of these settings: it trained as their defaults say
+    # a checkpoint saved before the flags existed has none of these settings: it trained as
+    # SETTINGS_BEFORE_THEY_EXISTED says, so a resume with today's defaults is refused
     path = tmp_path / "last" / "checkpoint.safetensors"
     _, state = checkpoint.load(tmp_path / "last")
     for key in ("head_lr_factor", "smart_tasks", "smart_every"):
         del state["settings"][key]
     io.save_arrays(str(path), load_file(str(path)), metadata={"state": json.dumps(state)})
-    assert run(tiny_weights, tmp_path, "--task", "sts", "--smart", "--resume")["step"] == 3
+    with pytest.raises(SystemExit) as error:
+        train.main(arguments(tiny_weights, tmp_path, "--task", "sts", "--smart", "--resume"))
+    assert "checkpoint was trained with --head_lr_factor=1.0, this run has --head_lr_factor=30.0" in exit_message(error)
+    assert run(tiny_weights, tmp_path, "--task", "sts", "--smart", *before, "--resume")["step"] == 3
     assert all(refused(extra, named) for extra, named in changes)
 
 
