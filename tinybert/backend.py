@@ -8,7 +8,6 @@ tinybert imports numpy or cupy for compute. Importing tinybert never imports CuP
 import contextlib
 import copy
 import os
-import threading
 
 import numpy
 import scipy.special
@@ -96,10 +95,11 @@ def _copy_generator(generator):
     """A generator that draws what ``generator`` draws next; ``generator`` is left as it is."""
     if isinstance(generator, numpy.random.Generator):
         return copy.deepcopy(generator)
-    # CuPy's bit generator keeps its state in a device array beside a thread lock, which
-    # deepcopy refuses: copy the object's fields, then give the copy its own state and lock.
+    # CuPy's bit generator keeps its state in a device array beside a lock, which deepcopy
+    # refuses: copy the object's fields, then give the copy its own state (the lock, shared,
+    # only keeps two draws from running at once)
     bits = copy.copy(generator.bit_generator)
-    bits._state, bits.lock = bits._state.copy(), threading.Lock()
+    bits._state = bits._state.copy()
     return type(generator)(bits)
 
 
