@@ -70,7 +70,7 @@ peer: setup weights
 	$(PY) -m tools.peer --minutes $(MINUTES) --data_dir $(DATA_DIR) --out runs/peer-$(MINUTES)min
 
 data: setup
-	$(PY) -m tinybert.download --dest data
+	$(PY) -m tinybert.run.download --dest data
 
 fixtures: setup
 	$(PY) tests/fixtures/make_fixtures.py

@@ -30,8 +30,10 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # the repository root, so tinybert imports from a checkout
-from tinybert import Tensor, functional as F, ops, optim, pcgrad, plot  # noqa: E402
+from tinybert import Tensor, functional as F, ops, optim, pcgrad  # noqa: E402
+from tinybert.run import plot  # noqa: E402
 from tinybert.tensor import _topological_order  # noqa: E402
+from tinybert.convert import load_pretrained
 
 OUTPUT = os.path.join(HERE, "figures")      # tests/test_docs.py points this at a scratch folder
 WEIGHTS = os.path.join("weights", "all-MiniLM-L6-v2")
@@ -102,7 +104,7 @@ def minilm_sizes():
 
 # ---------------------------------------------------------------- a run's records
 def run_steps(run):
-    """The step records of a run folder's metrics.jsonl (tinybert.plot.read_metrics)."""
+    """The step records of a run folder's metrics.jsonl (tinybert.run.plot.read_metrics)."""
     return plot.read_metrics(os.path.join(run, "metrics.jsonl"))[0]
 
 
@@ -307,7 +309,7 @@ def attention_map():
     """Layer 0 of all-MiniLM-L6-v2 on one sentence, every head, one shared colour scale."""
     from tinybert import BertModel, no_grad
     from tinybert.tokenizer import Tokenizer
-    model = BertModel.from_pretrained(WEIGHTS).eval()
+    model = load_pretrained(WEIGHTS).eval()
     tokenizer = Tokenizer.from_folder(WEIGHTS)
     encoded = tokenizer.encode([SENTENCE])
     tokens = token_strings(encoded["input_ids"][0])
@@ -564,7 +566,7 @@ def cross_and_bi_encoder():
     from tinybert import BertModel, no_grad
     from tinybert.tokenizer import Tokenizer
     tokenizer = Tokenizer.from_folder(WEIGHTS)
-    model = BertModel.from_pretrained(WEIGHTS).eval()
+    model = load_pretrained(WEIGHTS).eval()
     C, _, _ = minilm_sizes()
     together = " ".join(token_strings(tokenizer.encode([PAIR[0]], [PAIR[1]])["input_ids"][0]))
     apart = [tokenizer.encode([sentence]) for sentence in PAIR]
@@ -604,7 +606,7 @@ def cross_and_bi_encoder():
 
 # ---------------------------------------------------------------- chapter 12
 def full_run_curves(run=FULL_RUN):
-    """The curves of the committed full-recipe run (docs/results/full), drawn by tinybert.plot."""
+    """The curves of the committed full-recipe run (docs/results/full), drawn by tinybert.run.plot."""
     steps, evals = plot.read_metrics(os.path.join(run, "metrics.jsonl"))
     save(plot.draw_run(steps, evals, os.path.basename(run)), "full_curves.png", dpi=70, colors=256)
 

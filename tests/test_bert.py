@@ -48,7 +48,7 @@ def test_fixtures_are_current():
 
 def test_tiny_bert_matches_committed_reference():
     reference = load_file(FIXTURES / "tiny_bert_reference.safetensors")
-    model = BertModel.from_pretrained(FIXTURES / "tiny_bert_hf").eval()
+    model = load_pretrained(FIXTURES / "tiny_bert_hf").eval()
     out, loss = tinybert_loss(model, reference["input_ids"], reference["attention_mask"], reference["token_type_ids"],
                               reference["hidden_weights"], reference["pooler_weights"])
     for i, hidden in enumerate(out.hidden_states):
@@ -66,6 +66,7 @@ def test_tiny_bert_matches_committed_reference():
 torch = pytest.importorskip("torch", reason="the live reference needs PyTorch (make setup installs it)")
 transformers = pytest.importorskip("transformers")
 from fixtures.make_fixtures import CONFIG, reference_inputs, run_reference  # noqa: E402
+from tinybert.convert import load_pretrained, save_pretrained
 
 
 def padded_pairs(vocab_size, seed=0):
@@ -89,7 +90,7 @@ def test_random_config_matches_transformers(dtype, tmp_path):
     inputs = padded_pairs(CONFIG["vocab_size"])
     hidden, pooled, gradients, hidden_weights, pooler_weights = run_reference(
         reference_model, getattr(torch, dtype), *inputs)
-    model = BertModel.from_pretrained(tmp_path / "hf", dtype=dtype).eval()
+    model = load_pretrained(tmp_path / "hf", dtype=dtype).eval()
     out, loss = tinybert_loss(model, *inputs, hidden_weights.astype(dtype), pooler_weights.astype(dtype))
     atol = HIDDEN_ATOL if dtype == "float32" else 1e-10
     for i, h in enumerate(out.hidden_states):
@@ -104,7 +105,7 @@ def test_random_config_matches_transformers(dtype, tmp_path):
 @pytest.fixture(scope="module")
 def minilm_pair(minilm_source, minilm_folder):
     reference = transformers.BertModel.from_pretrained(minilm_source, attn_implementation="eager").eval()
-    return reference, BertModel.from_pretrained(minilm_folder).eval()
+    return reference, load_pretrained(minilm_folder).eval()
 
 
 def test_minilm_hidden_states_match_transformers(minilm_pair):
@@ -149,9 +150,9 @@ def test_convert_then_export_is_bit_identical(minilm_source, tmp_path):
 
 
 def test_save_pretrained_round_trip(tmp_path):
-    model = BertModel.from_pretrained(FIXTURES / "tiny_bert_hf")
-    model.save_pretrained(tmp_path / "saved")
-    again = BertModel.from_pretrained(tmp_path / "saved")
+    model = load_pretrained(FIXTURES / "tiny_bert_hf")
+    save_pretrained(model, tmp_path / "saved")
+    again = load_pretrained(tmp_path / "saved")
     for (name, a), (_, b) in zip(model.named_parameters(), again.named_parameters()):
         assert np.array_equal(a.data, b.data), name
     config = json.loads((tmp_path / "saved" / "config.json").read_text())
@@ -165,8 +166,8 @@ def test_bert_prefix_and_buffers_are_accepted(tmp_path):
     tensors = {"bert." + k: v for k, v in load_file(FIXTURES / "tiny_bert_hf" / "model.safetensors").items()}
     tensors["bert.embeddings.position_ids"] = np.arange(64)[None]
     save_file(tensors, folder / "model.safetensors")
-    model = BertModel.from_pretrained(folder)
-    reference = BertModel.from_pretrained(FIXTURES / "tiny_bert_hf")
+    model = load_pretrained(folder)
+    reference = load_pretrained(FIXTURES / "tiny_bert_hf")
     assert np.array_equal(model.embeddings.word.weight.data, reference.embeddings.word.weight.data)
 
 
@@ -182,7 +183,7 @@ def test_pickle_checkpoint_is_refused(tmp_path):
     (folder / "model.safetensors").unlink()
     (folder / "pytorch_model.bin").write_bytes(b"\x80\x04pickle")
     with pytest.raises(ValueError, match="pytorch_model.bin: refusing a pickle"):
-        BertModel.from_pretrained(folder)
+        load_pretrained(folder)
     with pytest.raises(SystemExit, match="arbitrary code"):
         convert.main([str(folder), str(tmp_path / "out")])
 
@@ -193,7 +194,7 @@ def test_config_missing_a_key_is_named(tmp_path):
     del config["num_attention_heads"]
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(KeyError, match="num_attention_heads"):
-        BertModel.from_pretrained(folder)
+        load_pretrained(folder)
 
 
 def test_wrong_shape_names_the_tensor_and_both_shapes(tmp_path):
@@ -211,16 +212,16 @@ def test_missing_and_unexpected_tensors_are_named(tmp_path):
     del tensors["encoder.layer.2.output.dense.bias"]
     save_file(tensors, folder / "model.safetensors")
     with pytest.raises(KeyError, match="encoder.layer.2.output.dense.bias"):
-        BertModel.from_pretrained(folder)
+        load_pretrained(folder)
     tensors = load_file(FIXTURES / "tiny_bert_hf" / "model.safetensors")
     tensors["encoder.layer.9.extra.weight"] = np.zeros(3, np.float32)
     save_file(tensors, folder / "model.safetensors")
     with pytest.raises(KeyError, match="unexpected tensor 'encoder.layer.9.extra.weight'"):
-        BertModel.from_pretrained(folder)
+        load_pretrained(folder)
 
 
 def test_sequence_longer_than_the_position_table_is_a_clear_error():
-    model = BertModel.from_pretrained(FIXTURES / "tiny_bert_hf")
+    model = load_pretrained(FIXTURES / "tiny_bert_hf")
     with pytest.raises(ValueError, match="65 tokens.*64 positions"):
         model(np.ones((1, 65), np.int64))
 
@@ -230,4 +231,4 @@ def test_a_dtype_key_in_a_hugging_face_config_is_ignored(tmp_path):
     config = json.loads((folder / "config.json").read_text())
     config["dtype"] = "bfloat16"
     (folder / "config.json").write_text(json.dumps(config))
-    assert BertModel.from_pretrained(folder).embeddings.word.weight.dtype == np.float32
+    assert load_pretrained(folder).embeddings.word.weight.dtype == np.float32

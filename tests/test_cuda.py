@@ -13,10 +13,12 @@ import pytest
 from conftest import assert_close
 from test_multitask import FIXTURE, batch_for
 from test_train import interrupt_after_optimizer_step, records, run, tiny_weights  # noqa: F401  (a fixture)
-from tinybert import backend, checkpoint
+from tinybert import backend
+from tinybert.run import checkpoint
 from tinybert.model import BertModel
 from tinybert.multitask import MultitaskBert
-from tinybert.paths import fast_path
+from tinybert.seam import fast_path
+from tinybert.convert import load_pretrained
 
 pytestmark = pytest.mark.cuda
 
@@ -25,10 +27,10 @@ def loss_and_gradients(device, task, cos):
     """One batch's loss and every parameter's gradient (None where it has none), computed on
     ``device`` from the same parameters (the heads' random start drawn on the CPU), as NumPy."""
     backend.seed(0)
-    parameters = MultitaskBert(BertModel.from_pretrained(FIXTURE), cos=cos).state_dict()
+    parameters = MultitaskBert(load_pretrained(FIXTURE), cos=cos).state_dict()
     backend.use_device(device)
     try:
-        model = MultitaskBert(BertModel.from_pretrained(FIXTURE), hidden_dropout_prob=0.1, cos=cos).eval()
+        model = MultitaskBert(load_pretrained(FIXTURE), hidden_dropout_prob=0.1, cos=cos).eval()
         model.load_state_dict(parameters)
         batch = batch_for(task, cos)
         loss = model.loss(batch, model(batch))

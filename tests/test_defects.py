@@ -10,6 +10,7 @@ import pytest
 
 import tinybert
 from tinybert import BertModel, Tensor, backend, convert, model as model_module
+from tinybert.convert import load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -47,7 +48,7 @@ def test_item_of_a_non_scalar_is_a_clear_error():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, "float64", np.dtype("float32")])
 def test_from_pretrained_takes_a_numpy_dtype_class_or_name(dtype):
-    model = BertModel.from_pretrained(FIXTURES / "tiny_bert_hf", dtype=dtype)
+    model = load_pretrained(FIXTURES / "tiny_bert_hf", dtype=dtype)
     assert model.embeddings.word.weight.dtype == np.dtype(dtype)
     assert model.config.dtype == np.dtype(dtype).name
 
@@ -70,7 +71,7 @@ def test_loading_a_hugging_face_folder_does_not_change_what_the_seed_draws(tmp_p
     draws = {}
     for name, folder in (("tinybert folder", tinybert_folder), ("hugging face folder", FIXTURES / "tiny_bert_hf")):
         backend.seed(11711)
-        BertModel.from_pretrained(folder)
+        load_pretrained(folder)
         draws[name] = dropout_draws()
     assert np.array_equal(draws["tinybert folder"], draws["hugging face folder"])
 
@@ -97,5 +98,5 @@ def test_the_ablation_runner_imports_train_without_editing_sys_path():
 
 def test_the_model_output_record_is_not_named_like_transformers_ffn_layer():
     assert not hasattr(model_module, "BertOutput") and not hasattr(tinybert, "BertOutput")
-    model = BertModel.from_pretrained(FIXTURES / "tiny_bert_hf")
+    model = load_pretrained(FIXTURES / "tiny_bert_hf")
     assert type(model(np.array([[2, 5, 3]]))).__name__ == "EncoderOutput"

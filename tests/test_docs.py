@@ -645,7 +645,7 @@ def test_the_path_rebuilds_the_projects_quora_files(tmp_path):
     and dev files split (header + one's pairs + the other's has the canonical file's SHA-1,
     offline), its `cp` brings canonical SST and STS files, and the SHA-1s it prints are those
     of the files the tests read."""
-    from tinybert.download import CANONICAL_FILES, git_blob_sha1
+    from tinybert.run.download import CANONICAL_FILES, git_blob_sha1
     section = path_section()
     head = int(re.search(r"head -n (\d+) data/quora-dev\.csv > \S+/quora-train\.csv", section).group(1))
     tail = int(re.search(r"tail -n \+(\d+) data/quora-dev\.csv; \} > \S+/quora-dev\.csv", section).group(1))

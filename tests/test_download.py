@@ -1,4 +1,4 @@
-"""Tests for tinybert.download, against a local HTTP server (never the internet)."""
+"""Tests for tinybert.run.download, against a local HTTP server (never the internet)."""
 import functools
 import http.server
 import os
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tinybert.download import CANONICAL_FILES, DownloadError, download, git_blob_sha1, main
+from tinybert.run.download import CANONICAL_FILES, DownloadError, download, git_blob_sha1, main
 
 REAL_DATA = Path(os.environ.get("DATA_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 
@@ -124,7 +124,7 @@ def test_unreachable_server_is_a_download_error(tmp_path, monkeypatch):
 
 def test_command_line_success_and_failure(server, tmp_path, monkeypatch, capsys):
     served, base_url = server
-    monkeypatch.setattr("tinybert.download.CANONICAL_FILES", HASHES)
+    monkeypatch.setattr("tinybert.run.download.CANONICAL_FILES", HASHES)
     dest = tmp_path / "data"
     assert main(["--dest", str(dest), "--base-url", base_url]) == 0
     assert "hello.csv: downloaded" in capsys.readouterr().out

@@ -16,10 +16,12 @@ import pytest
 from test_train import (ROOT, arguments, assert_same_run, checkpoint_arrays, exit_message,  # noqa: F401
                         interrupt_after_optimizer_step, records, run, tiny_weights)
 import train  # noqa: E402  (test_train put the repository root on sys.path)
-from tinybert import checkpoint, convert, io, machine
+from tinybert import convert
+from tinybert.run import checkpoint, files, machine
 from tinybert.model import BertModel
 from tinybert.multitask import MultitaskBert
 from tinybert.tensor import Tensor
+from tinybert.convert import load_pretrained
 
 
 def main_error(argv):
@@ -145,7 +147,7 @@ def test_resume_trims_what_the_log_holds_past_the_checkpoint(tmp_path):
 def test_remove_temporaries_keeps_everything_else(tmp_path):
     for name in ("checkpoint.safetensors", ".hidden", "x.tmp", ".a.b.tmp"):
         (tmp_path / name).write_text("")
-    assert io.remove_temporaries(tmp_path) == [".a.b.tmp"]
+    assert files.remove_temporaries(tmp_path) == [".a.b.tmp"]
     assert sorted(os.listdir(tmp_path)) == [".hidden", "checkpoint.safetensors", "x.tmp"]
 
 
@@ -285,8 +287,8 @@ def test_pickles_never_run(tiny_weights, tmp_path):
         (folder / name).write_bytes((tiny_weights / name).read_bytes())
     (folder / "pytorch_model.bin").write_bytes(pickle.dumps(Payload()))
     for attempt in (lambda: convert.main([str(folder), str(tmp_path / "out")]),
-                    lambda: BertModel.from_pretrained(str(folder)),
-                    lambda: BertModel.from_pretrained(str(folder / "pytorch_model.bin")),
+                    lambda: load_pretrained(str(folder)),
+                    lambda: load_pretrained(str(folder / "pytorch_model.bin")),
                     lambda: train.main(arguments(folder, tmp_path / "run", "--task", "sst"))):
         with pytest.raises((SystemExit, ValueError), match="refusing a pickle"):
             attempt()

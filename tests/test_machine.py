@@ -1,8 +1,8 @@
-"""tinybert.machine: what a run's minutes were measured on, and how much of them the hypervisor
+"""tinybert.run.machine: what a run's minutes were measured on, and how much of them the hypervisor
 took (CPU steal, logged with every training step by train.py and tools/peer.py)."""
 import sys
 
-from tinybert import machine
+from tinybert.run import machine
 
 
 def test_cpu_clock_reads_the_machine_line_of_proc_stat(tmp_path):

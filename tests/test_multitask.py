@@ -13,6 +13,7 @@ from tinybert.model import BertModel
 from tinybert.multitask import SENTIMENT_CLASSES, MultitaskBert, TaskBatch, encode_batch
 from tinybert.tensor import Tensor, no_grad
 from tinybert.tokenizer import Tokenizer
+from tinybert.convert import load_pretrained
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "tiny_bert_hf"  # vocab 99, hidden 48, 3 layers
 B = 3
@@ -40,7 +41,7 @@ def batch_for(task, cos, labelled=True):
 @pytest.fixture(scope="module", params=[False, True], ids=["cross-encoder", "cos"])
 def model(request):
     backend.seed(0)
-    return MultitaskBert(BertModel.from_pretrained(FIXTURE, dtype="float64"), hidden_dropout_prob=0.1,
+    return MultitaskBert(load_pretrained(FIXTURE, dtype="float64"), hidden_dropout_prob=0.1,
                          cos=request.param).eval()
 
 
@@ -87,7 +88,7 @@ def test_dropout_only_in_training(model):
 
 def test_cos_mode_predicts_a_cosine_mapped_to_0_5():
     backend.seed(0)
-    model = MultitaskBert(BertModel.from_pretrained(FIXTURE, dtype="float64"), cos=True).eval()
+    model = MultitaskBert(load_pretrained(FIXTURE, dtype="float64"), cos=True).eval()
     assert model.similarity_head is None  # the bi-encoder has no regression head
     with no_grad():
         output = model(batch_for("sts", cos=True))
@@ -103,7 +104,7 @@ def test_cos_mode_predicts_a_cosine_mapped_to_0_5():
 
 def test_predictions_of_the_classifiers_and_the_regression():
     backend.seed(0)
-    model = MultitaskBert(BertModel.from_pretrained(FIXTURE, dtype="float64"), cos=False)
+    model = MultitaskBert(load_pretrained(FIXTURE, dtype="float64"), cos=False)
     logits = Tensor(np.array([[0.1, 2.0, -1.0, 0.0, 0.3], [5.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.1]]))
     np.testing.assert_array_equal(model.predictions("sst", logits), [1, 0, 4])
     np.testing.assert_array_equal(model.predictions("para", Tensor(np.array([-0.5, 0.0, 2.0]))), [0, 0, 1])
@@ -130,7 +131,7 @@ def test_losses_match_torch(model):
 def test_loss_gradients_match_torch():
     # the losses' backward, on hand-picked outputs, against torch's autograd (float64)
     backend.seed(0)
-    model = MultitaskBert(BertModel.from_pretrained(FIXTURE, dtype="float64"))
+    model = MultitaskBert(load_pretrained(FIXTURE, dtype="float64"))
     rng = np.random.default_rng(0)
     outputs = {"sst": rng.standard_normal((B, 5)), "para": rng.standard_normal(B), "sts": rng.standard_normal(B) * 3}
     labels = {"sst": LABELS["sst"], "para": LABELS["para"].astype(np.float64), "sts": LABELS["sts"].astype(np.float64)}

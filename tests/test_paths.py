@@ -1,4 +1,4 @@
-"""The two paths (tinybert/paths.py): every fast kernel agrees with the reference it replaces,
+"""The two paths (tinybert/seam.py): every fast kernel agrees with the reference it replaces,
 a full MiniLM forward and a training step agree between the paths to float32 rounding, one
 setting switches the fast path off, and the reference files stay free of threads, blocks and
 allocator calls.
@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from tinybert import BertModel, Tensor, fast, functional as F, no_grad, ops, optim, paths
+from tinybert import BertModel, Tensor, fast, functional as F, no_grad, ops, optim, seam
 from tinybert.fast import parallel
 from tinybert.model import BertModel as ModelClass
 from conftest import assert_close, relative_error
+from tinybert.convert import load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -31,15 +32,15 @@ REFERENCE_FILES = ["tensor.py", "ops.py", "functional.py", "nn.py", "model.py", 
 
 
 def marked_functions():
-    """{kernel name: reference function} of every function marked @paths.has_fast_kernel."""
+    """{kernel name: reference function} of every function marked @seam.has_fast_kernel."""
     marked = {}
     for module in (ops, F, optim):
         for value in vars(module).values():
             if hasattr(value, "reference"):
-                marked[paths.kernel_name(value.reference)] = value.reference
+                marked[seam.kernel_name(value.reference)] = value.reference
     for value in vars(ModelClass).values():
         if hasattr(value, "reference"):
-            marked[paths.kernel_name(value.reference)] = value.reference
+            marked[seam.kernel_name(value.reference)] = value.reference
     return marked
 
 
@@ -52,7 +53,7 @@ def on_both_paths(function, arrays, differentiate, seed=0):
     Tensors of ``arrays``, backpropagating fixed random weights of the output."""
     results = {}
     for fast_on in (False, True):
-        with paths.fast_path(fast_on):
+        with seam.fast_path(fast_on):
             tensors = [Tensor(a.copy(), requires_grad=d, dtype=a.dtype) for a, d in zip(arrays, differentiate)]
             out = function(*tensors)
             weights = np.random.default_rng(seed).standard_normal(out.shape).astype(out.dtype)
@@ -133,7 +134,7 @@ def test_adamw_kernel_agrees_with_reference_over_steps(dtype):
     for fast_on in (False, True):
         rng = np.random.default_rng(0)
         p, m, v = rng.standard_normal(size).astype(dtype), np.zeros(size, dtype), np.zeros(size, dtype)
-        with paths.fast_path(fast_on):
+        with seam.fast_path(fast_on):
             for t in range(1, 6):
                 g = rng.standard_normal(size).astype(dtype)
                 optim.adamw_update(p, g, m, v, lr=1e-2, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-6, t=t)
@@ -152,13 +153,13 @@ def test_evaluation_split_across_cores_equals_the_whole_batch(monkeypatch):
     """With no graph to record, each core encodes its own rows (fast.parallel.over_batch):
     every layer's output must be the whole batch's."""
     input_ids, attention_mask, token_type_ids = tiny_inputs()
-    model = BertModel.from_pretrained(FIXTURES / "tiny_bert_hf", dtype="float64").eval()
-    with paths.fast_path(False):
+    model = load_pretrained(FIXTURES / "tiny_bert_hf", dtype="float64").eval()
+    with seam.fast_path(False):
         whole = model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, output_hidden_states=True)
     monkeypatch.setattr(parallel, "cores", lambda: 3)
     split_sizes, over_batch = [], parallel.over_batch
     monkeypatch.setattr(parallel, "over_batch", lambda function, size: split_sizes.append(size) or over_batch(function, size))
-    with no_grad(), paths.fast_path(True):
+    with no_grad(), seam.fast_path(True):
         split = model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, output_hidden_states=True)
     assert split_sizes == [len(input_ids)]
     for i, (ours, expected) in enumerate(zip(split.hidden_states, whole.hidden_states, strict=True)):
@@ -175,11 +176,11 @@ def minilm_batch(rows=4, length=16, seed=0):
 
 
 def test_minilm_forward_agrees_between_the_paths(minilm_folder):
-    model = BertModel.from_pretrained(minilm_folder).eval()
+    model = load_pretrained(minilm_folder).eval()
     ids, mask, types = minilm_batch()
     outputs = {}
     for fast_on in (False, True):
-        with no_grad(), paths.fast_path(fast_on):
+        with no_grad(), seam.fast_path(fast_on):
             outputs[fast_on] = model(ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True)
     for i, (ours, expected) in enumerate(zip(outputs[True].hidden_states, outputs[False].hidden_states, strict=True)):
         assert relative_error(ours.data, expected.data) < 2e-5, f"hidden_states[{i}]"
@@ -196,11 +197,11 @@ def test_a_training_step_agrees_between_the_paths(minilm_folder):
     runs = {}
     for fast_on in (False, True):
         backend.seed(7)
-        model = BertModel.from_pretrained(minilm_folder).train()
+        model = load_pretrained(minilm_folder).train()
         head = Tensor(np.random.default_rng(1).standard_normal((384, 3)).astype(np.float32) * 0.02, requires_grad=True)
         parameters = model.parameters() + [head]
         optimizer = optim.AdamW(parameters, lr=1e-3)
-        with paths.fast_path(fast_on):
+        with seam.fast_path(fast_on):
             loss = F.cross_entropy(ops.matmul(model(ids, attention_mask=mask, token_type_ids=types).pooler_output, head), labels)
             loss.backward()
             gradients = [p.grad.copy() for p in parameters]
@@ -241,7 +242,7 @@ def test_tinybert_fast_0_keeps_the_fast_path_out_of_a_training_step():
     code = ("import sys, numpy, tinybert; from tinybert import Tensor, functional as F; "
             "x = Tensor(numpy.ones((2, 3, 4)), requires_grad=True); "
             "F.gelu(F.layer_norm(x @ Tensor(numpy.ones((4, 4))), Tensor(numpy.ones(4)), Tensor(numpy.zeros(4)))).sum().backward(); "
-            "print(tinybert.paths.fast_path_on(), 'tinybert.fast' in sys.modules)")
+            "print(tinybert.seam.fast_path_on(), 'tinybert.fast' in sys.modules)")
     assert python(code, "0") == ["False", "False"]
     assert python(code, "1") == ["True", "True"]
 

@@ -17,6 +17,7 @@ from tinybert.multitask import TASKS, MultitaskBert, encode_batch
 from tinybert.tensor import no_grad
 from tinybert.tokenizer import Tokenizer
 from tools import peer
+from tinybert.convert import load_pretrained
 
 MINUTES = 0.09            # 5.4 s of training: four steps of the sample_run fixture's clock
 EVAL_EVERY_MINUTES = 0.03  # 1.8 s
@@ -28,7 +29,7 @@ def test_the_peer_model_computes_what_multitask_bert_computes(minilm_folder):
     pairs encoded jointly), to float32 rounding through six layers (test_bert's 1e-4)."""
     torch.manual_seed(0)
     theirs = peer.PeerModel(peer.load_encoder(str(minilm_folder))).eval()
-    ours = MultitaskBert(BertModel.from_pretrained(minilm_folder))
+    ours = MultitaskBert(load_pretrained(minilm_folder))
     ours.eval()
     for task, head in (("sst", ours.sentiment_head), ("para", ours.paraphrase_head), ("sts", ours.similarity_head)):
         head.weight.data = theirs.heads[task].weight.detach().numpy().T.copy()   # torch (out, in), tinybert (in, out)
@@ -146,7 +147,7 @@ def test_a_step_budget_runs_its_steps_whatever_the_clock(sample_run, tmp_path, m
 
 
 def test_the_run_draws_like_a_tinybert_run(sample_run, tmp_path):
-    from tinybert import plot
+    from tinybert.run import plot
     assert os.path.getsize(plot.plot_run(str(sample_run), str(tmp_path / "curves.png"))) > 0
 
 

@@ -1,4 +1,4 @@
-"""tinybert.plot draws what a run logged as it was logged: raw values (a moving average only on
+"""tinybert.run.plot draws what a run logged as it was logged: raw values (a moving average only on
 top, its window named), the conflict fraction at its discrete values, every task's loss
 visible, the dev metric readable from one evaluation, and no legend over a curve. Checked on a
 made-up run (conftest.write_run) whose values a smoothing, a shared linear axis or a rounding
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import write_run
-from tinybert import plot
+from tinybert.run import plot
 
 
 @pytest.fixture()

@@ -1,5 +1,5 @@
-"""After training: the model folder a run ends with, `python -m tinybert.predict`, and the
-exports to transformers (convert --to-hf) and sentence-transformers (tinybert.export), each
+"""After training: the model folder a run ends with, `python -m tinybert.run.predict`, and the
+exports to transformers (convert --to-hf) and sentence-transformers (tinybert.run.export), each
 loaded with the real library and compared with tinybert to 1e-5."""
 import json
 import shutil
@@ -9,9 +9,10 @@ import pytest
 
 from conftest import assert_close
 from test_train import SAMPLE_DATA_DIR, exit_message, read_predictions, run, tiny_weights  # noqa: F401
-from tinybert import checkpoint, convert, export, predict
+from tinybert import convert
+from tinybert.run import checkpoint, export, predict
 from tinybert.data import load_pairs, load_sst
-from tinybert.predict import TrainedModel
+from tinybert.run.predict import TrainedModel
 
 SENTENCES = ["a gripping , funny film .", "The script is familiar .", "A man is slicing bread .", ""]
 

@@ -18,11 +18,13 @@ if str(ROOT) not in sys.path:  # train.py is a script at the repository root, no
     sys.path.insert(0, str(ROOT))
 
 import train  # noqa: E402
-from tinybert import backend, checkpoint, io, machine  # noqa: E402
+from tinybert import backend  # noqa: E402
+from tinybert.run import checkpoint, files, machine  # noqa: E402
 from tinybert.data import SAMPLE_DATA_DIR, PairExample, SentenceExample, load_pairs, load_sst  # noqa: E402
 from tinybert.model import BertConfig, BertModel  # noqa: E402
 from tinybert.multitask import MultitaskBert  # noqa: E402
 from tinybert.optim import AdamW  # noqa: E402
+from tinybert.convert import load_pretrained, save_pretrained
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # [PAD] = 0 = BertConfig.pad_token_id
 HEADERS = {"sst": "id \t Predicted_Sentiment ", "para": "id \t Predicted_Is_Paraphrase ",
@@ -50,7 +52,7 @@ def tiny_weights(tmp_path_factory):
     backend.seed(0)
     config = BertConfig(vocab_size=len(vocabulary), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=37, max_position_embeddings=64)
-    BertModel(config).save_pretrained(str(folder))
+    save_pretrained(BertModel(config), str(folder))
     (folder / "vocab.txt").write_text("".join(token + "\n" for token in vocabulary), encoding="utf-8")
     return folder
 
@@ -176,7 +178,7 @@ def test_full_recipe_writes_checkpoints(full_run, tiny_weights):
     assert checkpoint.load(out / "last")[1]["step"] == 6
     assert checkpoint.load(out / "best")[1]["step"] == 3 * state["best_epoch"]
     # the last checkpoint holds the trained model: it loads back and differs from the start
-    model = MultitaskBert(BertModel.from_pretrained(str(tiny_weights)), cos=True)
+    model = MultitaskBert(load_pretrained(str(tiny_weights)), cos=True)
     start = model.bert.embeddings.word.weight.data.copy()
     model.load_state_dict(checkpoint.load(out / "last")[0]["model"])
     assert not np.array_equal(model.bert.embeddings.word.weight.data, start)
@@ -204,7 +206,7 @@ def test_full_recipe_writes_cs224n_predictions(full_run):
 
 
 def test_plot_draws_the_run(full_run, tmp_path):
-    from tinybert import plot
+    from tinybert.run import plot
     out, _ = full_run
     png = tmp_path / "curves.png"
     plot.main([str(out), "--out", str(png)])
@@ -214,7 +216,7 @@ def test_plot_draws_the_run(full_run, tmp_path):
 
 
 def test_plot_without_matplotlib_says_how_to_install_it(full_run, tmp_path, monkeypatch):
-    from tinybert import plot
+    from tinybert.run import plot
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
     with pytest.raises(SystemExit) as error:
         plot.main([str(full_run[0]), "--out", str(tmp_path / "curves.png")])
@@ -222,7 +224,7 @@ def test_plot_without_matplotlib_says_how_to_install_it(full_run, tmp_path, monk
 
 
 def test_plot_reports_a_folder_without_metrics(tmp_path):
-    from tinybert import plot
+    from tinybert.run import plot
     with pytest.raises(SystemExit) as error:
         plot.main([str(tmp_path)])
     assert "no metrics here" in exit_message(error)
@@ -337,7 +339,7 @@ def test_resume_keeps_head_lr_factor_smart_tasks_and_smart_every_and_older_check
     _, state = checkpoint.load(tmp_path / "last")
     for key in ("head_lr_factor", "smart_tasks", "smart_every"):
         del state["settings"][key]
-    io.save_arrays(str(path), load_file(str(path)), metadata={"state": json.dumps(state)})
+    files.save_arrays(str(path), load_file(str(path)), metadata={"state": json.dumps(state)})
     with pytest.raises(SystemExit) as error:
         train.main(arguments(tiny_weights, tmp_path, "--task", "sts", "--smart", "--resume"))
     assert "checkpoint was trained with --head_lr_factor=1.0, this run has --head_lr_factor=30.0" in exit_message(error)
@@ -421,7 +423,7 @@ def test_a_gpu_runs_generator_state_rides_as_an_array_and_resumes_only_on_a_gpu(
     _, state = checkpoint.load(out / "last")
     arrays = {**load_file(str(out / "last" / "checkpoint.safetensors")), "rng.state": cuda_states}
     (tmp_path / "last").mkdir()
-    io.save_arrays(str(tmp_path / "last" / "checkpoint.safetensors"), arrays,
+    files.save_arrays(str(tmp_path / "last" / "checkpoint.safetensors"), arrays,
                    metadata={"state": json.dumps({**state, "rng": checkpoint.RNG_IN_ARRAYS})})
     groups, loaded = checkpoint.load(tmp_path / "last")
     assert np.array_equal(loaded["rng"], cuda_states) and set(groups) == {"model", "adam", "ema", "rng"}

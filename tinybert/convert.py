@@ -27,8 +27,10 @@ import numpy
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
-from . import backend, io
-from .model import BertConfig
+from . import backend
+from .run import files
+from .model import BertConfig, BertModel
+from .nn import check_names
 
 FORMAT = "tinybert-1"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
@@ -99,38 +101,51 @@ def _normalise_hf_names(tensors):
     return out
 
 
+def parameter_shapes(config):
+    """{tinybert name: shape} of every parameter of a BertModel with this config (Linear
+    weights stored (in, out))."""
+    C, I = config.hidden_size, config.intermediate_size
+    shapes = {"embeddings.word.weight": (config.vocab_size, C),
+              "embeddings.position.weight": (config.max_position_embeddings, C),
+              "embeddings.token_type.weight": (config.type_vocab_size, C)}
+    linears = {"attention.query": (C, C), "attention.key": (C, C), "attention.value": (C, C),
+               "attention.out": (C, C), "ffn_in": (C, I), "ffn_out": (I, C)}
+    for _, name, transposed in name_map(config):
+        module, kind = name.rsplit(".", 1)
+        if name in shapes:
+            continue
+        if module.rsplit(".", 1)[-1] in linears or module == "pooler":
+            fan_in, fan_out = linears.get(module.rsplit(".", 1)[-1], (C, C))
+            shapes[name] = (fan_in, fan_out) if kind == "weight" else (fan_out,)
+        else:  # a LayerNorm's gain or shift
+            shapes[name] = (C,)
+    return shapes
+
+
 def hf_to_tinybert(hf_tensors, config, source):
     """{hf name: array} -> {tinybert name: array}, every key used and every shape checked."""
     hf_tensors = _normalise_hf_names(hf_tensors)
     if "pooler.dense.weight" not in hf_tensors:
         config.add_pooler = False
     pairs = name_map(config)
-    expected = _expected_shapes(config)
+    check_names([hf for hf, _, _ in pairs], hf_tensors, source, "tensor")
+    expected = parameter_shapes(config)
     converted = {}
     for hf_name, our_name, transposed in pairs:
-        if hf_name not in hf_tensors:
-            raise KeyError(f"{source}: missing tensor {hf_name!r}")
         array = hf_tensors[hf_name]
         array = array.T.copy() if transposed else array
         if tuple(array.shape) != expected[our_name]:
-            shape = tuple(hf_tensors[hf_name].shape)
             want = expected[our_name][::-1] if transposed else expected[our_name]
-            raise ValueError(f"{source}: tensor {hf_name!r} has shape {shape}, the config implies {want}")
+            raise ValueError(f"{source}: tensor {hf_name!r} has shape {tuple(hf_tensors[hf_name].shape)}, "
+                             f"the config implies {want}")
         converted[our_name] = array
-    unexpected = sorted(set(hf_tensors) - {hf for hf, _, _ in pairs})
-    if unexpected:
-        raise KeyError(f"{source}: unexpected tensor {unexpected[0]!r}" + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
     return converted
 
 
 def check_tinybert_tensors(tensors, config, source):
     """Every parameter of a BertModel with this config present, of its shape, and nothing else."""
-    expected = _expected_shapes(config)
-    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-    if missing:
-        raise KeyError(f"{source}: missing tensor {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    if unexpected:
-        raise KeyError(f"{source}: unexpected tensor {unexpected[0]!r}" + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
+    expected = parameter_shapes(config)
+    check_names(expected, tensors, source, "tensor")
     for name, shape in expected.items():
         if tuple(tensors[name].shape) != shape:
             raise ValueError(f"{source}: tensor {name!r} has shape {tuple(tensors[name].shape)}, the config implies {shape}")
@@ -138,26 +153,6 @@ def check_tinybert_tensors(tensors, config, source):
 
 def tinybert_to_hf(tensors, config):
     return {hf: (tensors[ours].T.copy() if transposed else tensors[ours]) for hf, ours, transposed in name_map(config)}
-
-
-def _expected_shapes(config):
-    from .model import BertModel
-    with _on_cpu():
-        return {name: p.shape for name, p in BertModel(config).named_parameters()}
-
-
-class _on_cpu:
-    """Build throwaway models (for their shapes) with NumPy even when computing on a GPU, and
-    from a copy of the generator: afterwards device and generator are as they were, so
-    loading weights never changes what ``--seed`` draws."""
-    def __enter__(self):
-        self.device, self.generator = backend.device, backend.rng()
-        backend.set_rng(backend.snapshot_rng())
-        backend.use_device("cpu")
-
-    def __exit__(self, *exc):
-        backend.use_device(self.device)
-        backend.set_rng(self.generator)
 
 
 def _copy_tokenizer(src, dst):
@@ -198,7 +193,7 @@ def convert_hf_folder(src, dst, overwrite=False):
     def write(folder):
         _write_tinybert(tensors, config, folder)
         _copy_tokenizer(src, folder)
-    io.atomic_folder(dst, write)
+    files.atomic_folder(dst, write)
 
 
 def export_hf_folder(src, dst, overwrite=False, extra_files=None):
@@ -216,29 +211,30 @@ def export_hf_folder(src, dst, overwrite=False, extra_files=None):
     hf_config.update(architectures=["BertModel"], model_type="bert")
 
     def write(folder):
-        io.write_text(os.path.join(folder, "config.json"), json.dumps(hf_config, indent=2))
-        io.save_arrays(os.path.join(folder, "model.safetensors"), tinybert_to_hf(tensors, config), metadata={"format": "pt"})
+        files.write_text(os.path.join(folder, "config.json"), json.dumps(hf_config, indent=2))
+        files.save_arrays(os.path.join(folder, "model.safetensors"), tinybert_to_hf(tensors, config), metadata={"format": "pt"})
         _copy_tokenizer(src, folder)
         if extra_files is not None:
             extra_files(folder)
-    io.atomic_folder(dst, write)
+    files.atomic_folder(dst, write)
 
 
 def _write_tinybert(tensors, config, dst):
     os.makedirs(dst, exist_ok=True)
     values = {"format": FORMAT, "model_type": "bert", **dataclasses.asdict(config)}
     values.pop("dtype")
-    io.save_arrays(os.path.join(dst, "model.safetensors"), tensors, metadata={"format": FORMAT})
-    io.write_text(os.path.join(dst, "config.json"), json.dumps(values, indent=2))
+    files.save_arrays(os.path.join(dst, "model.safetensors"), tensors, metadata={"format": FORMAT})
+    files.write_text(os.path.join(dst, "config.json"), json.dumps(values, indent=2))
 
 
-def save_tinybert(model, folder):
+def save_pretrained(model, folder):
+    """Write a BertModel as a tinybert folder (config.json, model.safetensors)."""
     _write_tinybert(model.state_dict(), model.config, folder)
 
 
-def load_tinybert(folder, model_class, dtype=None):
-    """Build ``model_class(config)`` and load its weights from a tinybert folder, or, for a
-    Hugging Face folder, convert in memory on the way."""
+def load_pretrained(folder, dtype=None):
+    """A BertModel with the weights of a tinybert folder, or of a Hugging Face folder
+    converted in memory on the way; ``dtype`` (e.g. "float64") overrides float32."""
     _refuse_pickles(folder)
     config, is_tinybert = _read_config(folder)
     path = os.path.join(folder, "model.safetensors")
@@ -249,7 +245,7 @@ def load_tinybert(folder, model_class, dtype=None):
         tensors = hf_to_tinybert(tensors, config, path)
     if dtype is not None:
         config.dtype = numpy.dtype(dtype).name   # numpy.float32, "float32" or a dtype alike
-    model = model_class(config)
+    model = BertModel(config)
     model.load_state_dict(tensors, source=path)
     return model
 

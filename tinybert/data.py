@@ -16,17 +16,24 @@ not end with one), so a quote is an ordinary character and every line is one row
 stray quote never merges the rows after it into one field.
 """
 import csv
+import math
 import numbers
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 # Where the bundled toy versions of the nine task files live.
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "sample_data"
 
 # The label column of each pair task.
 PAIR_TASKS = {"para": "is_duplicate", "sts": "similarity"}
+# Each task's train, dev and test file in the CS224N data folder.
+TASK_FILES = {"sst": ("ids-sst-train.csv", "ids-sst-dev.csv", "ids-sst-test-student.csv"),
+              "para": ("quora-train.csv", "quora-dev.csv", "quora-test-student.csv"),
+              "sts": ("sts-train.csv", "sts-dev.csv", "sts-test-student.csv")}
 
 
 def default_data_dir() -> str:
@@ -188,3 +195,36 @@ def make_batches(examples, batch_size, rng=None, sort_by_length=True, batches_pe
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+
+
+def load_task(task, path, labelled=True):
+    """The examples of ``task``'s file at ``path`` (refused when no row is usable)."""
+    examples = load_sst(path, labelled) if task == "sst" else load_pairs(path, task, labelled)
+    if not examples:
+        raise ValueError(f"{path}: no usable rows")
+    return examples
+
+
+class BatchStream:
+    """Task t's n-th batch, as a pure function of (seed, t, n): pass p = n // count over the
+    training set uses the order drawn from a generator seeded by (seed, t, p). Step s takes
+    batches s * k ... s * k + k - 1 when the task has k batches per step, so resuming at a
+    step needs nothing but the step."""
+
+    def __init__(self, task_index, examples, batch_size, seed):
+        self.task_index, self.examples, self.batch_size, self.seed = task_index, examples, batch_size, seed
+        self.count = math.ceil(len(examples) / batch_size)
+        self._pass, self._batches = None, None
+
+    def batch(self, number):
+        pass_index, position = divmod(number, self.count)
+        if pass_index != self._pass:
+            rng = np.random.default_rng([self.seed, self.task_index, pass_index])
+            self._pass, self._batches = pass_index, make_batches(self.examples, self.batch_size, rng)
+        return self._batches[position]
+
+
+def default_steps_per_epoch(streams, batches_per_step):
+    """The fewest steps in which every task passes once over its training set, when a step
+    takes ``batches_per_step[task]`` batches of each task's stream."""
+    return max(math.ceil(stream.count / batches_per_step[task]) for task, stream in streams.items())

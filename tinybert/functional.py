@@ -11,7 +11,7 @@ Shapes: N rows (any leading axes), C classes or channels, V vocabulary, D embedd
 """
 import math
 
-from . import backend, ops, paths
+from . import backend, ops, seam
 from .tensor import Tensor
 
 
@@ -20,7 +20,7 @@ def _last_axis_max(array):
 
 
 # ---------------------------------------------------------------- softmax family
-@paths.has_fast_kernel
+@seam.has_fast_kernel
 def softmax(x, mask=None):
     """y = softmax(x + mask) over the last axis; x: (..., C), mask additive, broadcastable
     (0 where allowed, a large negative number where masked).
@@ -54,7 +54,7 @@ def log_softmax(x, mask=None):
 
 
 # ---------------------------------------------------------------- normalisation, activation
-@paths.has_fast_kernel
+@seam.has_fast_kernel
 def layer_norm(x, weight, bias, eps=1e-12):
     """y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis; x: (..., C),
     weight and bias: (C,).
@@ -80,7 +80,7 @@ def layer_norm(x, weight, bias, eps=1e-12):
     return Tensor.from_op(xhat * weight.data + bias.data, (x, weight, bias), backward, "layer_norm")
 
 
-@paths.has_fast_kernel
+@seam.has_fast_kernel
 def gelu(x):
     """y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), the exact GELU that BERT uses.
 

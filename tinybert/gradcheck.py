@@ -113,7 +113,7 @@ def checks():
     model_types = np.array([[0, 0, 0, 1, 1], [0, 0, 1, 0, 0]])
 
     def bert_block(embedded):
-        return model.encode(embedded, attention_mask).last_hidden_state
+        return model(model_ids, attention_mask, embedding_output=embedded).last_hidden_state
 
     def bert_parameters(*params):  # the parameters are the model's own, perturbed in place
         out = model(model_ids, attention_mask=attention_mask, token_type_ids=model_types)

@@ -9,7 +9,7 @@ import json
 import math
 import os
 
-from . import backend, functional as F, ops, paths
+from . import backend, functional as F, ops
 from .nn import Dropout, Embedding, LayerNorm, Linear, Module
 
 
@@ -137,10 +137,6 @@ class BertConfig:
                 return f"{name!r} must be at least {0 if name == 'pad_token_id' else 1}, got {value}"
         return None
 
-    def to_json(self, path):
-        with open(path, "w") as f:
-            json.dump({"model_type": "bert", **dataclasses.asdict(self)}, f, indent=2)
-
 
 @dataclasses.dataclass
 class EncoderOutput:
@@ -158,54 +154,27 @@ class BertModel(Module):
         self.layers = [EncoderLayer(config) for _ in range(config.num_hidden_layers)]
         self.pooler = Linear(config.hidden_size, config.hidden_size, dtype=config.dtype) if config.add_pooler else None
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=False):
-        input_ids = backend.xp.asarray(input_ids)
-        if input_ids.shape[1] > self.config.max_position_embeddings:
-            raise ValueError(f"input of {input_ids.shape[1]} tokens, but the model has only "
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, output_hidden_states=False,
+                embedding_output=None):
+        """input_ids, attention_mask (1 token / 0 padding), token_type_ids: (B, T) -> EncoderOutput.
+
+        ``embedding_output`` (B, T, C), when given, replaces the embedding layer's output:
+        SMART perturbs that output and runs the rest of the model from there."""
+        xp = backend.xp
+        input_ids = xp.asarray(input_ids)
+        B, T = input_ids.shape
+        if T > self.config.max_position_embeddings:
+            raise ValueError(f"input of {T} tokens, but the model has only "
                              f"{self.config.max_position_embeddings} positions: truncate it (max_len)")
-        if token_type_ids is None:
-            token_type_ids = backend.xp.zeros_like(input_ids)
-        if attention_mask is None:
-            attention_mask = backend.xp.ones_like(input_ids)
-        embedded = self.embeddings(input_ids, backend.xp.asarray(token_type_ids))
-        return self.encode(embedded, attention_mask, output_hidden_states)
-
-    @paths.has_fast_kernel
-    def encode(self, embedded, attention_mask, output_hidden_states=False):
-        """Run the encoder layers on embedding-layer output (B, T, C), then the pooler. SMART
-        perturbs ``embedded`` and calls this directly."""
-        hidden_states = self.layer_outputs(embedded, self.additive_mask(attention_mask, embedded.dtype))
-        return self.pool(hidden_states, output_hidden_states)
-
-    def pool(self, hidden_states, output_hidden_states):
-        """The EncoderOutput of ``hidden_states`` (embeddings output, then each layer's)."""
-        x = hidden_states[-1]
-        pooled = ops.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
-        return EncoderOutput(x, tuple(hidden_states) if output_hidden_states else None, pooled)
-
-    def layer_outputs(self, x, additive_mask):
-        """[x, the first layer's output, ..., the last layer's output]."""
+        token_type_ids = xp.zeros_like(input_ids) if token_type_ids is None else xp.asarray(token_type_ids)
+        attention_mask = xp.ones_like(input_ids) if attention_mask is None else xp.asarray(attention_mask)
+        x = self.embeddings(input_ids, token_type_ids) if embedding_output is None else embedding_output  # (B, T, C)
+        # padding gets the most negative float added to its scores: zero weight after the softmax
+        keep = attention_mask.astype(x.dtype)[:, None, None, :]                                        # (B, 1, 1, T)
+        additive_mask = (1.0 - keep) * xp.finfo(x.dtype).min
         hidden_states = [x]
         for layer in self.layers:
-            x = layer(x, additive_mask)
+            x = layer(x, additive_mask)                                                                 # (B, T, C)
             hidden_states.append(x)
-        return hidden_states
-
-    @staticmethod
-    def additive_mask(attention_mask, dtype):
-        """(B, T) of 1 (token) / 0 (padding) -> (B, 1, 1, T) of 0 / most negative float,
-        added to the attention scores so padding gets zero weight after softmax."""
-        xp = backend.xp
-        keep = xp.asarray(attention_mask).astype(dtype)[:, None, None, :]
-        return (1.0 - keep) * xp.finfo(dtype).min
-
-    # ---------------------------------------------------------------- saving and loading
-    @classmethod
-    def from_pretrained(cls, folder, dtype=None):
-        """Load a folder written by ``save_pretrained`` or ``python -m tinybert.convert``."""
-        from . import convert
-        return convert.load_tinybert(folder, cls, dtype)
-
-    def save_pretrained(self, folder):
-        from . import convert
-        convert.save_tinybert(self, folder)
+        pooled = ops.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None                   # (B, C)
+        return EncoderOutput(x, tuple(hidden_states) if output_hidden_states else None, pooled)

@@ -30,6 +30,11 @@ class TaskBatch:
     segments: list            # [{"input_ids", "attention_mask", "token_type_ids"}, ...] (B, T) arrays
     labels: object = None     # (B,) array, or None for unlabelled test data
 
+    def rows(self, index):
+        """The batch of rows ``index`` (a slice) of this one, padded as this one is."""
+        return TaskBatch(self.task, self.ids[index], [{k: v[index] for k, v in s.items()} for s in self.segments],
+                         None if self.labels is None else self.labels[index])
+
 
 def encode_batch(task, examples, tokenizer, max_length, cos):
     """Tokenise a list of examples of ``task`` into a TaskBatch."""
@@ -77,8 +82,8 @@ class MultitaskBert(Module):
     def mean_pooled(self, embedded, segment):
         """A segment's sentence embeddings (B, C): the encoder's last hidden states averaged
         over the real tokens (what the heads read, and what --cos compares)."""
-        return F.masked_mean(self.bert.encode(embedded, segment["attention_mask"]).last_hidden_state,
-                             segment["attention_mask"])
+        hidden = self.bert(segment["input_ids"], segment["attention_mask"], embedding_output=embedded)
+        return F.masked_mean(hidden.last_hidden_state, segment["attention_mask"])
 
     def forward(self, batch):
         return self.head_output(batch, self.embed(batch))
@@ -104,9 +109,9 @@ class MultitaskBert(Module):
             return F.symmetric_kl(two_class(output), two_class(target))
         return F.mse_loss(output, target)
 
-    def predictions(self, task, output):
-        """Head output -> what the prediction files hold: a class, 0/1, or a 0-5 score."""
-        values = backend.to_numpy(output.data)
+    def predictions(self, task, values):
+        """Head output (a NumPy array) -> what the prediction files hold: a class, 0/1, or a
+        0-5 score."""
         if task == "sst":
             return values.argmax(axis=-1)
         if task == "para":

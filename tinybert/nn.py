@@ -61,17 +61,22 @@ class Module:
         """Copy arrays into the parameters; every key must be present, known and of the
         right shape, else one error naming the key (and both shapes)."""
         params = dict(self.named_parameters())
-        missing = sorted(set(params) - set(state))
-        unexpected = sorted(set(state) - set(params))
-        if missing:
-            raise KeyError(f"{source}: missing parameter {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-        if unexpected:
-            raise KeyError(f"{source}: unexpected parameter {unexpected[0]!r}" + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""))
+        check_names(params, state, source, "parameter")
         for name, p in params.items():
             array = state[name]
             if tuple(array.shape) != p.shape:
                 raise ValueError(f"{source}: parameter {name!r} has shape {tuple(array.shape)}, the model expects {p.shape}")
             p.data = backend.xp.asarray(array, dtype=p.data.dtype)
+
+
+def check_names(expected, given, source, what):
+    """One KeyError for the first name of ``expected`` missing from ``given``, else the first
+    name of ``given`` not expected: "SOURCE: missing WHAT 'name' (and 2 more)"."""
+    for kind, names in (("missing", sorted(set(expected) - set(given))),
+                        ("unexpected", sorted(set(given) - set(expected)))):
+        if names:
+            more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+            raise KeyError(f"{source}: {kind} {what} {names[0]!r}{more}")
 
 
 def _normal(shape, std, dtype):

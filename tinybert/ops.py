@@ -12,7 +12,7 @@ The fused neural-network ops (softmax, layer norm, GELU, losses...) are in
 """
 import itertools
 
-from . import backend, paths
+from . import backend, seam
 from .tensor import Tensor
 
 
@@ -93,7 +93,7 @@ def div(a, b):
 
 
 # ---------------------------------------------------------------- matmul
-@paths.has_fast_kernel
+@seam.has_fast_kernel
 def matmul(a, b):
     """y = a @ b with NumPy's batched, broadcasting semantics; a: (..., n, k), b: (..., k, m).
 

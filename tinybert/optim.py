@@ -4,7 +4,7 @@ All three work on Tensors (parameters) whose ``.data`` and ``.grad`` are arrays 
 ``backend.xp``; updates happen in place on ``p.data`` and keep its dtype (float32 stays
 float32: every scalar below is a Python float, which NumPy and CuPy do not upcast).
 """
-from . import backend, paths
+from . import backend, seam
 
 
 class AdamW:
@@ -106,7 +106,7 @@ class AdamW:
         self.load_state_arrays(names, state["moments"], state["step"])
 
 
-@paths.has_fast_kernel
+@seam.has_fast_kernel
 def adamw_update(p, g, m, v, lr, weight_decay, betas, eps, t):
     """Step t of AdamW on one parameter array ``p`` with gradient ``g`` and moments ``m``,
     ``v`` (all the same shape), each updated in place:

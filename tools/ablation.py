@@ -76,8 +76,8 @@ import time
 from scipy import stats
 
 import train  # the training script at the repository root: run this as `python -m tools.ablation` from there
-from tinybert import io
-from tinybert.plot import read_metrics
+from tinybert.run import files
+from tinybert.run.plot import read_metrics
 
 # name: train.py flags, in the report's order of adding techniques, then the rows that take the
 # full recipe apart: without SMART, SMART's two terms one at a time, and the steps SMART's
@@ -426,7 +426,7 @@ def collect(out, configs, seeds, stream=None):
 
 
 def write_results(out, results):
-    io.write_text(os.path.join(out, "results.json"), json.dumps(results, indent=2) + "\n")
+    files.write_text(os.path.join(out, "results.json"), json.dumps(results, indent=2) + "\n")
     recipe = ", ".join(f"--{k} {v}" for k, v in results["recipe"].items())
     text = ["# Ablation", "",
             f"Dev scores (SST and QQP: accuracy; STS: Pearson r), mean ± sample std over seeds; "
@@ -444,7 +444,7 @@ def write_results(out, results):
                  "without.", "", comparison_table(results).rstrip("\n")]
     if results["missing"]:
         text += ["", f"Not finished, left out: {', '.join(results['missing'])}."]
-    io.write_text(os.path.join(out, "results.md"), "\n".join(text) + "\n")
+    files.write_text(os.path.join(out, "results.md"), "\n".join(text) + "\n")
 
 
 # ---------------------------------------------------------------- command line

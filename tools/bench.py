@@ -7,7 +7,7 @@
 
 Run from the repository root. The systems timed: tinybert on its fast path (tinybert.fast, the
 default), tinybert on its reference path alone (``tinybert-ref``, the fast path switched off with
-``tinybert.paths.fast_path(False)`` around each run) and PyTorch; ratios are tinybert / pytorch.
+``tinybert.seam.fast_path(False)`` around each run) and PyTorch; ratios are tinybert / pytorch.
 The output names the machine: CPU model, NumPy's BLAS, load average at the start, and the share
 of CPU time a virtual machine's hypervisor gave to other guests while the bench ran (steal).
 
@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from tinybert.machine import cpu_clock, cpu_model, numpy_blas, steal_fraction
+from tinybert.run.machine import cpu_clock, cpu_model, numpy_blas, steal_fraction
 
 WEIGHTS = os.path.join("weights", "all-MiniLM-L6-v2")
 BATCH = 32
@@ -112,12 +112,12 @@ class TinyBert:
 
     def __init__(self, weights, device="cpu", fast=True):
         import tinybert
-        from tinybert import backend, functional as F, nn, optim, paths
+        from tinybert import backend, functional as F, nn, optim, seam
         if device != "cpu":
             backend.use_device(device)
         self.name = "tinybert" if fast else "tinybert-ref"
-        self.tb, self.F, self.backend, self.paths, self.fast = tinybert, F, backend, paths, fast
-        self.model = tinybert.BertModel.from_pretrained(weights)
+        self.tb, self.F, self.backend, self.seam, self.fast = tinybert, F, backend, seam, fast
+        self.model = tinybert.convert.load_pretrained(weights)
         C = self.model.config.hidden_size
         self.head = nn.Linear(C, CLASSES)
         self.head.weight.data[...] = backend.xp.asarray(_head_weight(C))
@@ -126,14 +126,14 @@ class TinyBert:
 
     def infer(self, ids, mask, types):
         self.model.eval()
-        with self.tb.no_grad(), self.paths.fast_path(self.fast):
+        with self.tb.no_grad(), self.seam.fast_path(self.fast):
             out = self.model(ids, attention_mask=mask, token_type_ids=types)
         self.sync()
         return out.last_hidden_state.data
 
     def train_step(self, ids, mask, types, labels):
         self.model.train()
-        with self.paths.fast_path(self.fast):
+        with self.seam.fast_path(self.fast):
             out = self.model(ids, attention_mask=mask, token_type_ids=types)
             loss = self.F.cross_entropy(self.head(out.pooler_output), labels)
             loss.backward()

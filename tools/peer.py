@@ -6,7 +6,7 @@ repository root (``-m`` puts train.py on the module path):
     make peer MINUTES=60                                         # the same, on $(DATA_DIR)
     python -m tools.peer --minutes 0.1 --max_len 32 --data_dir tinybert/sample_data --out runs/peer-sample
     python -m tools.peer --steps 1500                            # a step budget: the same scores any day
-    python -m tinybert.plot runs/peer                            # its curves, like a tinybert run's
+    python -m tinybert.run.plot runs/peer                            # its curves, like a tinybert run's
 
 The recipe (issue 17's): the three tasks' losses summed each step, AdamW at a constant 4e-5,
 batches of 32 per task, --max_len 128, dropout as the model's config, no PCGrad, no SMART,
@@ -40,7 +40,7 @@ is timed, and the run stops after the step that brings the sum to --minutes. The
 evaluated each --eval_every_minutes of training (default --minutes / 6) and at the end; an
 evaluation's time is recorded in its record but not counted in the budget. With
 --budget_less_steal a step counts its time less the share of the CPU time the hypervisor of a
-virtual machine stole in it (tinybert.machine.less_steal): the time stolen outright is given
+virtual machine stole in it (tinybert.run.machine.less_steal): the time stolen outright is given
 back, not all that a busy neighbour costs (chapter 12, "Equal minutes").
 
 With --steps N the budget is N steps instead, evaluated each --eval_every_steps. The peer's
@@ -72,10 +72,11 @@ import torch
 import transformers
 
 import train  # the training script at the repository root, for its data, batches and metrics
-from tinybert import convert, io
+from tinybert import convert
+from tinybert.run import files
 from tinybert.data import default_data_dir, make_batches
 from tinybert.multitask import SENTIMENT_CLASSES, TASKS, encode_batch
-from tinybert.machine import cpu_clock, describe, less_steal, steal_fraction
+from tinybert.run.machine import cpu_clock, describe, less_steal, steal_fraction
 from tinybert.tokenizer import Tokenizer
 
 DATA_FILES = {"sst": ("ids-sst-train.csv", "ids-sst-dev.csv"),
@@ -278,8 +279,8 @@ def run(args, clock=time.perf_counter):
     for name in RUN_ENTRIES:  # --overwrite: no file of the previous run is left beside this one's
         if os.path.exists(os.path.join(args.out, name)):
             os.remove(os.path.join(args.out, name))
-    io.write_text(os.path.join(args.out, "args.json"), json.dumps(vars(args), indent=2))
-    io.write_text(os.path.join(args.out, "machine.json"), json.dumps(machine(), indent=2))
+    files.write_text(os.path.join(args.out, "args.json"), json.dumps(vars(args), indent=2))
+    files.write_text(os.path.join(args.out, "machine.json"), json.dumps(machine(), indent=2))
     if args.steps:
         budget, every, spent = args.steps, args.eval_every_steps, lambda: step
     else:
@@ -321,7 +322,7 @@ def run(args, clock=time.perf_counter):
                 log_evaluation()
                 next_eval = next_mark(spent(), every)
         scores = log_evaluation()
-    io.write_text(os.path.join(args.out, "dev_metrics.json"), json.dumps(scores, indent=2))
+    files.write_text(os.path.join(args.out, "dev_metrics.json"), json.dumps(scores, indent=2))
     return scores
 
 

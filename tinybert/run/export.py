@@ -1,6 +1,6 @@
 """Export a trained run's encoder as a sentence-transformers model.
 
-    python -m tinybert.export runs/full exported/    # then SentenceTransformer("exported/")
+    python -m tinybert.run.export runs/full exported/    # then SentenceTransformer("exported/")
 
 The folder is a Hugging Face BERT folder (what ``python -m tinybert.convert --to-hf`` writes,
 so transformers' ``BertModel.from_pretrained`` reads it too) plus the three small files
@@ -14,7 +14,8 @@ import json
 import os
 import sys
 
-from . import convert, io
+from .. import convert
+from . import files
 from .predict import model_folder, read_settings
 
 MODULES = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
@@ -30,10 +31,10 @@ def export_sentence_transformers(run, dst, overwrite=False):
     config, _ = convert._read_config(source)
 
     def write_pooling(folder):
-        io.write_text(os.path.join(folder, "modules.json"), json.dumps(MODULES, indent=2))
-        io.write_text(os.path.join(folder, "sentence_bert_config.json"),
+        files.write_text(os.path.join(folder, "modules.json"), json.dumps(MODULES, indent=2))
+        files.write_text(os.path.join(folder, "sentence_bert_config.json"),
                       json.dumps({"max_seq_length": settings["max_len"], "do_lower_case": False}, indent=2))
-        io.write_text(os.path.join(folder, "1_Pooling", "config.json"), json.dumps({
+        files.write_text(os.path.join(folder, "1_Pooling", "config.json"), json.dumps({
             "word_embedding_dimension": config.hidden_size, "pooling_mode_cls_token": False,
             "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
             "pooling_mode_mean_sqrt_len_tokens": False}, indent=2))
@@ -45,7 +46,7 @@ def export_sentence_transformers(run, dst, overwrite=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tinybert.export", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tinybert.run.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a run folder (runs/NAME) or its model/ folder")
     parser.add_argument("dst", help="the sentence-transformers folder to write (new, or empty)")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it is not empty")

@@ -1,7 +1,7 @@
 """Draw the curves of a training run from its metrics.jsonl.
 
-    python -m tinybert.plot runs/all                   # writes runs/all/curves.png
-    python -m tinybert.plot runs/all --out curves.png
+    python -m tinybert.run.plot runs/all                   # writes runs/all/curves.png
+    python -m tinybert.run.plot runs/all --out curves.png
 
 Panels (each only when the run logged it): the training loss of each task (log scale, so a
 loss of 0.02 shows beside one of 1.6); the dev metric of each task at each evaluation, every
@@ -230,7 +230,7 @@ def legend_below(ax, columns):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tinybert.plot", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tinybert.run.plot", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a training run folder (holding metrics.jsonl)")
     parser.add_argument("--out", default=None, help="the PNG to write (default RUN_DIR/curves.png)")
     parser.add_argument("--window", type=int, default=None,

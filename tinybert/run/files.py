@@ -8,7 +8,7 @@ import tempfile
 
 from safetensors.numpy import save_file
 
-from . import backend
+from .. import backend
 
 
 def atomic_write(path, write):

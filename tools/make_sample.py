@@ -1,6 +1,6 @@
 """Write the small synthetic task files bundled in this folder.
 
-Run ``python tinybert/sample_data/make_sample.py`` to regenerate them; the
+Run ``python tools/make_sample.py`` to regenerate them; the
 fixed seed makes the output identical every time. The files have the same
 names, headers and layout as the CS224N minBERT data (tab-separated, an
 unnamed row-index column first), but every sentence is composed here from

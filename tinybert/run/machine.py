@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from . import backend
+from .. import backend
 
 
 def describe():

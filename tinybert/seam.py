@@ -3,36 +3,44 @@
 The reference path is ``tensor -> ops -> functional -> nn -> model -> optim``: whole-array
 NumPy/CuPy that reads as the formulas in its docstrings. A few of its functions are marked
 
-    @paths.has_fast_kernel
+    @seam.has_fast_kernel
     def matmul(a, b): ...        # the reference: y = a @ b, dL/da = g @ b^T, dL/db = a^T @ g
 
 and each marked function has a fast kernel of the same name and signature in
-:mod:`tinybert.fast` (listed in its table ``fast.KERNELS``), which computes the same thing
-(to float32 rounding) with whatever it takes: operands folded into one BLAS call, work in
-cache-sized blocks on every core, a rational erf, the batch split across cores, malloc told to
-keep freed memory. Nothing else differs between the paths; tests/test_paths.py checks that
-every marked function agrees with its kernel, and ``make test`` runs the whole suite on both.
+:mod:`tinybert.fast`, which computes the same thing (to float32 rounding) with whatever it
+takes: operands folded into one BLAS call, work in cache-sized blocks on every core, a
+rational erf, the batch split across cores, malloc told to keep freed memory. Nothing else
+differs between the paths; tests/test_paths.py checks that every marked function agrees with
+its kernel, and ``make test`` runs the engine's and the model's tests on both.
 
-One setting chooses the path: the environment variable ``TINYBERT_FAST`` (``1``, the default,
-or ``0``) when tinybert is imported, or :func:`use_fast_path` at any time. With the fast path
-off, tinybert.fast is never imported: no thread pool, no malloc setting.
+The reference path never imports the fast one: ``tinybert.fast``, when imported, hands its
+table of kernels to :func:`provide` (``import tinybert`` imports it unless the environment
+variable ``TINYBERT_FAST`` is ``0``). :func:`use_fast_path` switches between the two at any
+time once the kernels are there.
 """
 import contextlib
 import functools
 import os
 
 _fast = os.environ.get("TINYBERT_FAST", "1") != "0"
-_kernels = None   # tinybert.fast.KERNELS once the fast path has been used
+_kernels = {}   # {name: fast kernel}, filled by tinybert.fast when it is imported
+
+
+def fast_path_on():
+    return _fast
+
+
+def provide(kernels):
+    """Called by tinybert.fast on import: ``{name: kernel}`` for the marked functions."""
+    _kernels.update(kernels)
 
 
 def use_fast_path(on=True):
     """Run the marked functions' fast kernels (``on``) or their reference bodies from now on."""
     global _fast
+    if on and not _kernels:
+        raise RuntimeError("the fast kernels are not loaded: import tinybert.fast first")
     _fast = bool(on)
-
-
-def fast_path_on():
-    return _fast
 
 
 @contextlib.contextmanager
@@ -48,12 +56,12 @@ def fast_path(on):
 
 def kernel_name(function):
     """The name under which the fast kernel of reference ``function`` is listed, e.g.
-    ``"ops.matmul"`` or ``"model.BertModel.encode"``."""
+    ``"ops.matmul"`` or ``"optim.adamw_update"``."""
     return function.__module__.removeprefix("tinybert.") + "." + function.__qualname__
 
 
 def has_fast_kernel(reference):
-    """Mark ``reference`` as having a fast kernel: calls go to ``fast.KERNELS[name]`` while the
+    """Mark ``reference`` as having a fast kernel: calls go to the kernel of its name while the
     fast path is on, to ``reference`` itself otherwise. The reference stays reachable as
     ``.reference`` (the tests compare the two)."""
     name = kernel_name(reference)
@@ -61,16 +69,7 @@ def has_fast_kernel(reference):
     @functools.wraps(reference)
     def dispatch(*args, **kwargs):
         if _fast:
-            return fast_kernels()[name](*args, **kwargs)
+            return _kernels[name](*args, **kwargs)
         return reference(*args, **kwargs)
     dispatch.reference = reference
     return dispatch
-
-
-def fast_kernels():
-    """tinybert.fast's table {name: kernel}, imported on first use."""
-    global _kernels
-    if _kernels is None:
-        from . import fast
-        _kernels = fast.KERNELS
-    return _kernels

@@ -8,7 +8,8 @@ import os
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file
 
-from . import backend, io
+from .. import backend
+from . import files
 
 RNG_IN_ARRAYS = "the array rng.state"  # state.json's "rng" when the generator was CuPy's
 
@@ -29,8 +30,8 @@ def save(folder, model, optimizer, proximal, state):
         arrays["rng.state"] = state["rng"]
         state = {**state, "rng": RNG_IN_ARRAYS}
     text = json.dumps(state)
-    io.save_arrays(os.path.join(folder, "checkpoint.safetensors"), arrays, metadata={"state": text})
-    io.write_text(os.path.join(folder, "state.json"), json.dumps(state, indent=2))
+    files.save_arrays(os.path.join(folder, "checkpoint.safetensors"), arrays, metadata={"state": text})
+    files.write_text(os.path.join(folder, "state.json"), json.dumps(state, indent=2))
 
 
 def load(folder):

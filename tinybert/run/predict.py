@@ -1,9 +1,9 @@
 """Use a trained model: ask it about your own sentences.
 
-    python -m tinybert.predict runs/full --task sst "a gripping, funny film"
-    python -m tinybert.predict runs/full --task para "How do I learn Python?" "What is the best way to learn Python?"
-    python -m tinybert.predict runs/full --task sts "A man is playing a guitar." "A man plays the guitar."
-    python -m tinybert.predict runs/full --task sts --file pairs.tsv     # one "sentence1 TAB sentence2" a line
+    python -m tinybert.run.predict runs/full --task sst "a gripping, funny film"
+    python -m tinybert.run.predict runs/full --task para "How do I learn Python?" "What is the best way to learn Python?"
+    python -m tinybert.run.predict runs/full --task sts "A man is playing a guitar." "A man plays the guitar."
+    python -m tinybert.run.predict runs/full --task sts --file pairs.tsv     # one "sentence1 TAB sentence2" a line
 
 At the end of a run, train.py writes the best epoch to RUN/model/ (:func:`save_model_folder`):
 
@@ -25,13 +25,15 @@ import sys
 
 import numpy as np
 
-from . import io
-from .convert import _load_safetensors
-from .data import PairExample, SentenceExample, make_batches
-from .model import BertModel
-from .multitask import TASKS, MultitaskBert, encode_batch
-from .tensor import no_grad
-from .tokenizer import Tokenizer
+from . import files
+from .evaluation import head_outputs
+from ..convert import _load_safetensors
+from ..data import PairExample, SentenceExample, make_batches
+from ..model import BertModel
+from ..multitask import TASKS, MultitaskBert, encode_batch
+from ..tensor import no_grad
+from ..tokenizer import Tokenizer
+from ..convert import load_pretrained, save_pretrained
 
 MODEL_FORMAT = "tinybert-multitask-1"
 SETTINGS_KEYS = ("format", "tasks", "cos", "max_len")
@@ -42,14 +44,14 @@ def save_model_folder(folder, model, tokenizer, tasks, args, state):
     """Write ``model`` (a MultitaskBert, the best epoch's weights loaded) as RUN/model/, in
     one atomic swap of the whole folder."""
     def write(temporary):
-        model.bert.save_pretrained(temporary)
+        save_pretrained(model.bert, temporary)
         tokenizer.save(temporary)
         heads = {name: p.data for name, p in model.named_parameters() if not name.startswith("bert.")}
-        io.save_arrays(os.path.join(temporary, "heads.safetensors"), heads)
+        files.save_arrays(os.path.join(temporary, "heads.safetensors"), heads)
         settings = {"format": MODEL_FORMAT, "tasks": list(tasks), "cos": args.cos, "max_len": args.max_len,
                     "best_epoch": state["best_epoch"], "dev_scores": state["best_scores"], "weights": args.weights}
-        io.write_text(os.path.join(temporary, "tasks.json"), json.dumps(settings, indent=2))
-    io.atomic_folder(folder, write)
+        files.write_text(os.path.join(temporary, "tasks.json"), json.dumps(settings, indent=2))
+    files.atomic_folder(folder, write)
 
 
 def model_folder(path):
@@ -94,7 +96,7 @@ class TrainedModel:
         """From a run folder (its model/) or a model folder."""
         folder = model_folder(path)
         settings = read_settings(folder)
-        bert = BertModel.from_pretrained(folder)
+        bert = load_pretrained(folder)
         model = MultitaskBert(bert, cos=settings["cos"])
         heads_path = os.path.join(folder, "heads.safetensors")
         if not os.path.isfile(heads_path):
@@ -104,35 +106,29 @@ class TrainedModel:
         model.load_state_dict(state, source=heads_path)
         return cls(model, Tokenizer.from_folder(folder), settings)
 
-    def _outputs(self, task, examples, batch_size=64):
+    def _outputs(self, task, examples):
         """The head's output over ``examples``, in their order: (N, 5) logits or (N,)."""
         if task not in self.settings["tasks"]:
             raise ValueError(f"this model was trained for {', '.join(self.settings['tasks'])}, not {task}")
-        outputs = []
-        with no_grad():
-            for chunk in make_batches(examples, batch_size, sort_by_length=False):
-                batch = encode_batch(task, chunk, self.tokenizer, self.settings["max_len"], self.settings["cos"])
-                outputs.append(self.model(batch))
+        _, outputs = head_outputs(self.model, task, examples, self.tokenizer, self.settings["max_len"],
+                                  sort_by_length=False)
         return outputs
 
     def sentiment(self, sentences):
         """(classes (N,), probabilities (N, 5)) for a list of sentences."""
-        outputs = self._outputs("sst", _sentences(sentences))
-        logits = np.concatenate([o.numpy() for o in outputs]).astype(np.float64)  # float64: probabilities sum to 1
+        logits = self._outputs("sst", _sentences(sentences)).astype(np.float64)  # float64: probabilities sum to 1
         probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
         probabilities /= probabilities.sum(axis=1, keepdims=True)
         return probabilities.argmax(axis=1), probabilities
 
     def paraphrase(self, first, second):
         """The probability that each pair is a paraphrase, (N,)."""
-        outputs = self._outputs("para", _pairs(first, second))
-        logits = np.concatenate([o.numpy() for o in outputs]).astype(np.float64)
+        logits = self._outputs("para", _pairs(first, second)).astype(np.float64)
         return 1.0 / (1.0 + np.exp(-logits))
 
     def similarity(self, first, second):
         """The 0-5 similarity of each pair, (N,): what the STS prediction file would hold."""
-        outputs = self._outputs("sts", _pairs(first, second))
-        return np.concatenate([self.model.predictions("sts", o) for o in outputs])
+        return self.model.predictions("sts", self._outputs("sts", _pairs(first, second)))
 
     def embed(self, sentences):
         """Mean-pooled sentence embeddings (N, C): what the --cos similarity compares, and
@@ -187,7 +183,7 @@ def answer(trained, task, columns):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tinybert.predict", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tinybert.run.predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a run folder (runs/NAME) or its model/ folder")
     parser.add_argument("--task", choices=TASKS, required=True)
     parser.add_argument("sentences", nargs="*", help="sst: one or more sentences; para, sts: two sentences")

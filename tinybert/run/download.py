@@ -1,6 +1,6 @@
 """Download the nine CS224N minBERT task files and check each against its git blob SHA-1.
 
-Usage: ``python -m tinybert.download [--dest DIR] [--base-url URL]``
+Usage: ``python -m tinybert.run.download [--dest DIR] [--base-url URL]``
 
 The files come from the public repository ``gpoesia/minbert-default-final-project``
 at a pinned commit, so their contents are known in advance: each is identified
@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .data import default_data_dir
+from ..data import default_data_dir
 
 DEFAULT_BASE_URL = (
     "https://raw.githubusercontent.com/gpoesia/minbert-default-final-project/"
