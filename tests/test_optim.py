@@ -122,8 +122,6 @@ def test_state_arrays_round_trip():
         second.step()
     assert np.array_equal(resumed.data, uninterrupted.data)
 
-    state = optimizer.state_dict(names)
-    assert state["step"] == 6 and set(state["moments"]) == {"w.exp_avg", "w.exp_avg_sq"}
     with pytest.raises(ValueError):
         second.load_state_arrays(names, {"w.exp_avg": np.zeros(12), "w.exp_avg_sq": np.zeros(12)}, 3)
 

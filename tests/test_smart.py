@@ -9,8 +9,8 @@ import pytest
 
 from tinybert import backend, gradcheck
 from tinybert.multitask import MultitaskBert, TaskBatch
-from tinybert.smart import (ProximalPoint, SmartConfig, adversarial_perturbation, ascent_step, perturbation_stats,
-                            smoothness_loss)
+from tinybert.smart import (ProximalPoint, SmartConfig, adversarial_perturbation, ascent_step, example_norm,
+                            perturbation_stats, smoothness_loss)
 from tinybert.tensor import Tensor
 
 # token ids of tiny_bert's 11-word vocabulary; 0 is padding (the second row has two)
@@ -156,6 +156,56 @@ def test_paper_step_projects_onto_the_ball_after_the_step():
     np.testing.assert_allclose(ascent_step(np.full_like(GRAD, -0.5), GRAD, config), expected, rtol=1e-10, atol=1e-12)
 
 
+def test_paper_step_is_exact_for_a_tiny_gradient_and_zero_for_a_zero_one():
+    # At the first ascent step (start noise 1e-5) an example's largest |g| is 1e-10 to 1e-8
+    # in practice. The step is eta * g / ||g_b||_inf exactly: the largest entry of each example
+    # moves by exactly eta. (A guard n_b + 1e-12 would shrink example 0's step by 1e-12 / 2.5e-10
+    # = 0.4%, example 1's by 3e-5.) An all-zero gradient gets a zero step, not 0 / 0.
+    grad = np.stack([GRAD[0] * 1.25e-10, GRAD[1] * 7.5e-10, np.zeros_like(GRAD[0])])  # largest |g|: 2.5e-10, 3e-8, 0
+    config = SmartConfig(variant="paper", epsilon=100.0, eta=1.0)
+    with np.errstate(all="raise"):                      # no 0 / 0 on the way either
+        step = ascent_step(np.zeros_like(grad), grad, config)
+    expected = np.stack([GRAD[0] / 2.0, GRAD[1] / 40.0, np.zeros_like(GRAD[0])])
+    np.testing.assert_allclose(step, expected, rtol=1e-12, atol=0.0)
+    assert np.abs(step).max(axis=(1, 2)).tolist() == [1.0, 1.0, 0.0]
+    assert np.all(np.isfinite(step))
+
+
+def test_paper_step_with_a_shared_norm_divides_by_it():
+    # the norm given (the pair's, over both sentences) replaces the segment's own
+    config = SmartConfig(variant="paper", epsilon=100.0, eta=1.0)
+    norm = np.array([4.0, 40.0, 0.0])[:, None, None]
+    grad = np.concatenate([GRAD, np.zeros_like(GRAD[:1])])
+    expected = np.concatenate([GRAD / np.array([4.0, 40.0])[:, None, None], np.zeros_like(GRAD[:1])])
+    np.testing.assert_allclose(ascent_step(np.zeros_like(grad), grad, config, norm), expected, rtol=1e-12, atol=0.0)
+    assert example_norm([GRAD, 2 * GRAD[:, :1]]).ravel().tolist() == [4.0, 40.0]  # the max over both segments
+
+
+def test_bi_encoder_pair_shares_one_norm_per_example():
+    # Algorithm 1 normalises example i's whole input once. For the bi-encoder the input is the
+    # pair, so both sentences' steps are divided by the largest |g| over the two of them: per
+    # example, the sentence with the larger gradient moves by eta at its largest entry, the other
+    # by less (each sentence divided by its own norm would move both by eta).
+    model, batch = tiny_model(cos=True), batch_for("sts", cos=True)
+    config = SmartConfig(variant="paper", sigma=1e-2, epsilon=100.0, eta=1.0)
+    embedded = model.embed(batch)
+    clean = model.head_output(batch, embedded)
+    backend.seed(0)
+    start = adversarial_perturbation(model, batch, embedded, clean, dataclasses.replace(config, steps=0))
+    backend.seed(0)
+    stepped = adversarial_perturbation(model, batch, embedded, clean, config)
+    moves = np.stack([np.abs(new - old).max(axis=(1, 2)) for new, old in zip(stepped, start)])   # (2 sentences, B)
+    assert np.all(moves.min(axis=0) < 0.99 * config.eta), moves
+    np.testing.assert_allclose(moves.max(axis=0), config.eta, rtol=1e-12)
+    # and the step is eta * g / (the max over both sentences), with g computed here independently
+    deltas = [Tensor(d, requires_grad=True) for d in start]
+    output = model.head_output(batch, [Tensor(x.data) + d for x, d in zip(embedded, deltas)])
+    model.divergence("sts", output, Tensor(clean.data)).backward()
+    pair_norm = np.maximum(*[np.abs(d.grad).max(axis=(1, 2)) for d in deltas])[:, None, None]
+    for new, d in zip(stepped, deltas):
+        np.testing.assert_allclose(new, d.data + config.eta * d.grad / pair_norm, rtol=1e-12, atol=1e-15)
+
+
 def test_mtdnn_step_divides_each_token_by_its_largest_entry_without_a_ball():
     # d = delta + eta g, then d / (max_c |d_btc| + 1e-6) per token; epsilon plays no part
     config = SmartConfig(variant="mtdnn", epsilon=1e-9, eta=0.5)
@@ -191,8 +241,9 @@ def test_ascent_step_uses_the_gradient_of_l_s_at_the_start_noise(task, cos, vari
     deltas = [Tensor(d, requires_grad=True) for d in start]
     output = model.head_output(batch, [Tensor(x.data) + d for x, d in zip(embedded, deltas)])
     model.divergence(task, output, Tensor(clean.data)).backward()
+    norm = example_norm([d.grad for d in deltas])   # one per example, over the bi-encoder's two sentences
     for new, d in zip(stepped, deltas):
-        np.testing.assert_allclose(new, ascent_step(d.data, d.grad, config), rtol=1e-9, atol=1e-15)
+        np.testing.assert_allclose(new, ascent_step(d.data, d.grad, config, norm), rtol=1e-9, atol=1e-15)
 
 
 @pytest.mark.parametrize("task,cos", CASES)

@@ -27,6 +27,7 @@ def softmax(x, mask=None):
 
     Subtracting the row maximum first keeps exp() from overflowing (logits of 1e4 are fine).
     dL/dx = y * (g - sum(g * y, last axis)).
+    Fast kernel: ``fast.functional.softmax`` (tinybert/seam.py).
     """
     xp = backend.xp
     scores = x.data if mask is None else x.data + mask
@@ -62,6 +63,7 @@ def layer_norm(x, weight, bias, eps=1e-12):
     With xhat = (x - mean) * rstd and dxhat = g * weight:
     dL/dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),
     dL/dweight = sum over rows of g * xhat,  dL/dbias = sum over rows of g.
+    Fast kernel: ``fast.functional.layer_norm`` (tinybert/seam.py).
     """
     C = x.shape[-1]
     mean = x.data.mean(axis=-1, keepdims=True)
@@ -85,6 +87,7 @@ def gelu(x):
     """y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), the exact GELU that BERT uses.
 
     dL/dx = g * (Phi(x) + x * phi(x)),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi), the normal density.
+    Fast kernel: ``fast.functional.gelu`` (tinybert/seam.py).
     """
     xp = backend.xp
     cdf = 0.5 * (1.0 + backend.erf(x.data * (1.0 / math.sqrt(2.0))))       # Phi(x)

@@ -98,6 +98,7 @@ def matmul(a, b):
     """y = a @ b with NumPy's batched, broadcasting semantics; a: (..., n, k), b: (..., k, m).
 
     dL/da = g @ b^T,  dL/db = a^T @ g  (each summed over broadcast batch axes).
+    Fast kernel: ``fast.ops.matmul`` (tinybert/seam.py).
     """
     a, b = as_tensor(a), as_tensor(b)
     xp = backend.xp

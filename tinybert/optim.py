@@ -97,14 +97,6 @@ class AdamW:
                 state[...] = xp.asarray(saved)
         self.step_count = int(step)
 
-    def state_dict(self, names):
-        """``{"step": t, "moments": state_arrays(names)}``."""
-        return {"step": self.step_count, "moments": self.state_arrays(names)}
-
-    def load_state_dict(self, names, state):
-        """Inverse of :meth:`state_dict`."""
-        self.load_state_arrays(names, state["moments"], state["step"])
-
 
 @seam.has_fast_kernel
 def adamw_update(p, g, m, v, lr, weight_decay, betas, eps, t):
@@ -113,6 +105,7 @@ def adamw_update(p, g, m, v, lr, weight_decay, betas, eps, t):
 
         p <- p * (1 - lr * wd);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
         p <- p - lr * m^ / (sqrt(v^) + eps),  m^ = m / (1 - b1^t),  v^ = v / (1 - b2^t)
+    Fast kernel: ``fast.optim.adamw_update`` (tinybert/seam.py).
     """
     beta1, beta2 = betas
     p *= 1.0 - lr * weight_decay

@@ -2,7 +2,7 @@
 optimisation (Jiang et al. 2020, "SMART", arXiv:1911.03437, Algorithm 1). Chapter 10 of the
 course (docs/10-smart.md) reads this file line by line next to the paper.
 
-Smoothness. With x the embedding-layer output (B, T, C) of one segment and f the rest of the
+Smoothness. With x the embedding-layer output (B, T, C) of each segment and f the rest of the
 model, find a perturbation that changes the output the most,
 
     x~ = argmax_{||x~ - x||_inf <= eps} l_s(f(x), f(x~)),
@@ -10,8 +10,10 @@ model, find a perturbation that changes the output the most,
 approximately, by T_x steps of normalised ascent from random noise (``variant``):
 
     "paper"  Algorithm 1:  delta ~ N(0, sigma^2 I);  T_x times:
-               g = d l_s / d delta                                   (B, T, C)
-               g~ = g / ||g_b||_inf  per example b (max over its T x C entries)
+               g = d l_s / d delta                                   (B, T, C) per segment
+               n_b = ||g_b||_inf  per example b: the max over its T x C entries of every
+                     segment (the bi-encoder's pair is one example: both sentences)
+               g~ = g / n_b  where n_b > 0;  g~ = 0 where n_b = 0 (then g_b = 0)
                delta <- clip(delta + eta g~, -eps, eps)              Proj onto ||delta||_inf <= eps
     "mtdnn"  the authors' released code (MT-DNN, mt_dnn/perturbation.py, norm_level 0):
                delta ~ N(0, sigma^2 I);  T_x times:
@@ -86,16 +88,36 @@ def parameters_frozen(model):
             p.requires_grad = flag
 
 
-def ascent_step(delta, grad, config):
+def example_norm(grads):
+    """||g_b||_inf of each example b over all its segments: grads [(B, T_s, C), ...] -> (B, 1, 1),
+
+        n_b = max over segments s, tokens t, features c of |g_sbtc|.
+
+    Algorithm 1 normalises example b's whole input once; for the bi-encoder that input is both
+    sentences of the pair, so they share one n_b."""
+    xp = backend.xp
+    norm = None
+    for grad in grads:
+        segment_norm = xp.abs(grad).max(axis=(1, 2), keepdims=True)         # (B, 1, 1)
+        norm = segment_norm if norm is None else xp.maximum(norm, segment_norm)
+    return norm
+
+
+def ascent_step(delta, grad, config, norm=None):
     """One step of the ascent on a segment's perturbation: delta, grad (B, T, C) -> new delta.
 
-    "paper":  clip(delta + eta * grad / ||grad_b||_inf, -eps, eps), the norm per example b.
-    "mtdnn":  d = delta + eta * grad, then d / ||d_bt||_inf per token (b, t), no clip.
+    "paper":  clip(delta + eta * grad / n_b, -eps, eps), n_b = ||g_b||_inf per example b:
+              ``norm`` (B, 1, 1), the ``example_norm`` over all of b's segments, or by default
+              this segment's own (the max over its T x C entries). Where n_b = 0, g_b = 0 and
+              the step is 0; elsewhere the division is exact (no guard added to n_b).
+    "mtdnn":  d = delta + eta * grad, then d / ||d_bt||_inf per token (b, t), no clip (``norm``
+              unused).
     """
     xp = backend.xp
     if config.variant == "paper":
-        per_example = xp.abs(grad).max(axis=(1, 2), keepdims=True)           # (B, 1, 1)
-        moved = delta + config.eta * (grad / (per_example + 1e-12))          # largest entry of each example moves eta
+        norm = example_norm([grad]) if norm is None else norm
+        normalised = grad / xp.where(norm > 0, norm, 1.0)                    # 0 / 1 = 0 where n_b = 0
+        moved = delta + config.eta * normalised                              # largest entry of each example moves eta
         return xp.clip(moved, -config.epsilon, config.epsilon)
     moved = delta + config.eta * grad
     return moved / (xp.abs(moved).max(axis=2, keepdims=True) + 1e-6)        # (B, T, 1): MT-DNN's 1e-6
@@ -103,7 +125,9 @@ def ascent_step(delta, grad, config):
 
 def adversarial_perturbation(model, batch, embedded, clean_output, config, dropout_rng=None):
     """The perturbations delta (one per segment) after T_x normalised ascent steps on
-    l_s(f(x), f(x + delta)) (``ascent_step``). Arrays, not part of any graph.
+    l_s(f(x), f(x + delta)) (``ascent_step``). Arrays, not part of any graph. "paper": each
+    step divides every segment of example b by one n_b, the ``example_norm`` over all of b's
+    segments (for the bi-encoder, both sentences of the pair).
 
     ``dropout_rng``: a snapshot of the generator taken just after the clean forward's
     embedding layer; every perturbed forward replays it, so it drops the same units as the
@@ -118,7 +142,9 @@ def adversarial_perturbation(model, batch, embedded, clean_output, config, dropo
         with parameters_frozen(model), _replayed(dropout_rng):
             output = model.head_output(batch, [Tensor(x) + d for x, d in zip(inputs, delta_tensors)])
             model.divergence(batch.task, output, target).backward()
-        deltas = [ascent_step(d.data, d.grad, config) for d in delta_tensors]
+        grads = [d.grad for d in delta_tensors]
+        norm = example_norm(grads) if config.variant == "paper" else None  # (B, 1, 1): one per example
+        deltas = [ascent_step(d.data, g, config, norm) for d, g in zip(delta_tensors, grads)]
     return deltas
 
 

@@ -13,9 +13,10 @@ the ball ||delta||_inf <= eps:
     moved   = delta + eta * grad / n_b             the largest entry of each example moves by eta
     delta'  = clip(moved, -eps, eps)               the projection, AFTER the step
 
-eta is config.eta and eps config.epsilon (config is a tinybert.smart.SmartConfig). tinybert
-adds 1e-12 to n_b against an all-zero gradient; the check's gradients are far from zero, so
-you may leave it out.
+eta is config.eta and eps config.epsilon (config is a tinybert.smart.SmartConfig). Where an
+example's gradient is all zero (n_b = 0) tinybert leaves its step at 0 rather than divide 0 by
+0; the check's gradients are far from zero, so you may leave that out. (For the bi-encoder,
+tinybert passes one n_b for both sentences of a pair; here, one segment, n_b is its own.)
 """
 import numpy as np
 

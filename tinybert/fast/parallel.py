@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
+from ..run.machine import openblas_libraries
+
 # the cores this process may run on (a container or taskset may allow fewer than the machine has)
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 _pool = None
@@ -161,13 +163,7 @@ def _openblas_library():
 
 
 def _find_openblas():
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line}
-    except OSError:
-        return None
-    for path in sorted(paths, key=lambda p: "numpy" not in p):   # NumPy's own before SciPy's
-        library = ctypes.CDLL(path)
+    for library in openblas_libraries():
         for set_name, get_name in _OPENBLAS_NAMES:
             if hasattr(library, set_name) and hasattr(library, get_name):
                 set_threads, get_threads = getattr(library, set_name), getattr(library, get_name)

@@ -85,18 +85,23 @@ def numpy_blas():
     return built + f", kernels chosen at run time: {openblas_core()}"
 
 
+def openblas_libraries():
+    """The OpenBLAS libraries mapped into this process (ctypes handles), NumPy's own before
+    SciPy's; [] for another BLAS, or where /proc/self/maps does not exist (not Linux)."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line}
+    except OSError:
+        return []
+    return [ctypes.CDLL(path) for path in sorted(paths, key=lambda p: "numpy" not in p)]
+
+
 def openblas_core():
     """The CPU kernels a DYNAMIC_ARCH OpenBLAS picked for this machine (openblas_get_corename:
     "Haswell", "SkylakeX", "Zen"...), from the OpenBLAS library mapped into this process."""
     import ctypes
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line},
-                           key=lambda p: "numpy" not in p)
-    except OSError:   # not Linux
-        paths = []
-    for path in paths:
-        library = ctypes.CDLL(path)
+    for library in openblas_libraries():
         for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
             if hasattr(library, name):
                 function = getattr(library, name)

@@ -27,7 +27,8 @@ import sys
 
 import numpy as np
 
-TASKS = ("sst", "para", "sts")
+from ..multitask import TASKS
+
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")   # matplotlib's first six
 
 
