@@ -6,7 +6,7 @@ DATA_DIR ?= ../shared/data
 WEIGHTS  := weights/all-MiniLM-L6-v2
 export DATA_DIR
 
-.PHONY: setup weights test gradcheck cudacheck exercise demo train ablation bench peer data fixtures clean
+.PHONY: setup weights test gradcheck cudacheck exercise demo train ablation bench gpucheck peer data fixtures clean
 
 setup: $(VENV)/.installed
 
@@ -61,8 +61,15 @@ train: setup weights
 ablation: setup weights
 	$(PY) -m tools.ablation --out runs/ablation --jobs 2 --seeds 3 --epochs 1 --steps_per_epoch 60 -- --data_dir $(DATA_DIR) --max_len 64 --no_test_predictions --para_batches_per_step 1 --head_lr_factor 1 --smart_tasks sst para sts --sst_loss_weight 1 --para_loss_weight 1 --sts_loss_weight 1
 
+# `make bench ARGS="--quick"` passes options on (python -m tools.bench --help).
 bench: setup weights
-	$(PY) -m tools.bench
+	$(PY) -m tools.bench $(ARGS)
+
+# On a bare GPU machine (CuPy, torch with CUDA, transformers; no network, no weights), hence no
+# prerequisites: the CUDA tests, then the bench on the GPU (tools/gpu_check.sh; output in $OUT,
+# else docs/results/bench_gpu). The bench alone there: python -m tools.bench --device cuda
+gpucheck:
+	bash tools/gpu_check.sh
 
 # The peer: a plain PyTorch + transformers multi-task fine-tune of the same weights on the same data
 # (summed losses, AdamW 4e-5, batch 32 per task, no PCGrad, no SMART) for MINUTES of training,
