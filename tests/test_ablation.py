@@ -1,16 +1,27 @@
 """tools.ablation on the bundled sample with test_train's tiny random BERT: every run is in
 results.json, results.md holds markdown_table of it, the mean ± std by hand, a rerun skips the
-finished runs, an interrupted run is resumed, and bad input is refused with a clear message."""
+finished runs, an interrupted run is resumed, and bad input is refused with a clear message.
+Every run is a `python train.py` process; the tests that train nothing put a recorder in the
+place of subprocess.Popen (train.py is imported here only to read the argv it would get)."""
+import ast
 import json
 import os
+import shlex
+import signal
 import statistics
+import sys
+import time
+from pathlib import Path
 
 import pytest
-from test_train import interrupt_after_optimizer_step, tiny_weights  # noqa: F401  (tiny_weights: a fixture)
+from test_train import tiny_weights  # noqa: F401  (a fixture)
 
 import train  # the repository root is on the module path (pyproject's pytest pythonpath)
 from tinybert.data import SAMPLE_DATA_DIR
+from tinybert.run.session import SETTINGS_BEFORE_THEY_EXISTED
 from tools import ablation
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CONFIGS = ["baseline", "smart+pcgrad+cos"]  # the two ends of the table: no technique, all three
 
@@ -24,11 +35,45 @@ def command(weights, out, *options, configs=CONFIGS, seeds=2):
             "--steps_per_epoch", "2", *options, "--", *extra_arguments(weights)]
 
 
-def recording_train(monkeypatch):
-    """Replace train.train by a recorder of each call's settings (which trains nothing)."""
+class StoppedRun:
+    """A stand-in for a train.py process that has already exited with ``returncode``."""
+    def __init__(self, returncode):
+        self.returncode = returncode
+
+    def poll(self):
+        return self.returncode
+
+    def wait(self):
+        return self.returncode
+
+    def send_signal(self, number):
+        pass
+
+
+def recording_train(monkeypatch, returncode=130):
+    """Replace the train.py processes by a recorder of each one's settings (train.py's parsed
+    argv), which trains nothing and exits as a Ctrl-C'd train.py does (130: last/ saved)."""
     calls = []
-    monkeypatch.setattr(train, "train", lambda args: calls.append(args))
+
+    def record(command, **kwargs):
+        assert command[:2] == [sys.executable, ablation.TRAIN_SCRIPT]
+        calls.append(train.parse_args(command[2:]))
+        return StoppedRun(returncode)
+    monkeypatch.setattr(ablation.subprocess, "Popen", record)
     return calls
+
+
+def test_the_runs_are_the_train_py_beside_the_tools_folder():
+    assert ablation.TRAIN_SCRIPT == str(ROOT / "train.py") and os.path.isfile(ablation.TRAIN_SCRIPT)
+
+
+def test_no_tool_imports_the_training_script():
+    """tools/ take what they share with train.py from the library: train.py is a script, run."""
+    for path in sorted((ROOT / "tools").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            assert not any(name == "train" or name.startswith("train.") for name in names), f"{path.name} imports train"
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +157,7 @@ def test_an_interrupted_run_is_resumed(tiny_weights, tmp_path, monkeypatch):  # 
     (interrupted / "last" / "checkpoint.safetensors").write_bytes(b"")
     calls = recording_train(monkeypatch)
     completed, failed = ablation.run_all(str(tmp_path), ["baseline"], 1, 1, 2, extra_arguments(tiny_weights))
-    assert (completed, failed) == (False, [])  # the recorder writes no dev_metrics.json: taken for a Ctrl-C
+    assert (completed, failed) == (False, [])  # the recorder exits 130, as train.py after a Ctrl-C
     assert len(calls) == 1 and calls[0].resume and calls[0].out == str(interrupted)
     assert (calls[0].seed, calls[0].steps_per_epoch, calls[0].task) == (1, 2, "all")
 
@@ -122,11 +167,31 @@ def test_an_interrupted_run_is_resumed(tiny_weights, tmp_path, monkeypatch):  # 
     assert len(calls) == 1 and not calls[0].resume and calls[0].cos and not calls[0].smart
 
 
+def interrupted_train_py(folder, count, signal_number=signal.SIGINT):
+    """A script that runs train.py as `python train.py` does, but sends itself a real SIGINT (as a
+    Ctrl-C would) right after the ``count``-th AdamW step."""
+    script = folder / "interrupted_train.py"
+    script.write_text(f"""import os, sys
+sys.path.insert(0, {str(ROOT)!r})
+from tinybert.optim import AdamW
+import train
+real_step, calls = AdamW.step, []
+def step(self):
+    real_step(self)
+    calls.append(1)
+    if len(calls) == {count}:
+        os.kill(os.getpid(), {int(signal_number)})
+AdamW.step = step
+train.main()
+""")
+    return str(script)
+
+
 def test_ctrl_c_stops_the_ablation_and_a_rerun_resumes(tiny_weights, tmp_path, monkeypatch, capfd):  # noqa: F811
-    # the real thing: Ctrl-C after step 3 of 4 (train.py saves last/ and returns), then the same command
+    # the real thing: Ctrl-C after step 3 of 4 (train.py saves last/ and exits 130), then the same command
     folder = tmp_path / "baseline" / "seed1"
     with monkeypatch.context() as patch:
-        interrupt_after_optimizer_step(patch, 3)
+        patch.setattr(ablation, "TRAIN_SCRIPT", interrupted_train_py(tmp_path, 3))
         completed, failed = ablation.run_all(str(tmp_path), ["baseline", "cos"], 1, 2, 2, extra_arguments(tiny_weights))
     assert (completed, failed) == (False, [])
     assert not (folder / "dev_metrics.json").exists() and not (tmp_path / "cos").exists()  # stopped, cos not started
@@ -141,19 +206,39 @@ def test_ctrl_c_stops_the_ablation_and_a_rerun_resumes(tiny_weights, tmp_path, m
     assert steps == [1, 2, 3, 4]
 
 
-def test_a_finished_run_with_other_settings_is_an_error(ablation_run, monkeypatch):
+@pytest.mark.parametrize("flag,value,message", [
+    ("--steps_per_epoch", "3", "seed1 was trained with --steps_per_epoch=2, this ablation has --steps_per_epoch=3"),
+    ("--max_len", "64", "seed1 was trained with --max_len=32, this ablation has --max_len=64"),  # after '--'
+])
+def test_a_finished_run_with_other_settings_is_an_error(ablation_run, monkeypatch, flag, value, message):
     calls = recording_train(monkeypatch)
     options = command("w", ablation_run)
-    options[options.index("--steps_per_epoch") + 1] = "3"
+    options[options.index(flag) + 1] = value
     with pytest.raises(SystemExit) as error:
         ablation.main(options)
-    assert "seed1 was trained with --steps_per_epoch=2, this ablation has --steps_per_epoch=3" in str(error.value.code)
+    assert message in str(error.value.code)
     assert calls == []
+
+
+def test_an_interrupted_run_that_train_py_will_not_resume_is_reported_as_failed(tiny_weights, tmp_path,  # noqa: F811
+                                                                                monkeypatch, capfd):
+    # interrupted with --batch_size 8; asked again without it, train.py's default 32 is not
+    # compared by the ablation, but train.py's resume refuses the checkpoint: that run fails
+    extra = extra_arguments(tiny_weights)
+    with monkeypatch.context() as patch:
+        patch.setattr(ablation, "TRAIN_SCRIPT", interrupted_train_py(tmp_path, 1))
+        assert ablation.run_all(str(tmp_path), ["baseline"], 1, 1, 2, extra) == (False, [])
+    capfd.readouterr()
+    del extra[extra.index("--batch_size"):extra.index("--batch_size") + 2]
+    assert ablation.run_all(str(tmp_path), ["baseline"], 1, 1, 2, extra) == (True, [("baseline", 1)])
+    err = capfd.readouterr().err
+    assert "checkpoint was trained with --batch_size=8, this run has --batch_size=32" in err
+    assert "[1/1] baseline seed 1: FAILED after" in err and "(exit 1): see train.py's message above" in err
 
 
 def test_a_finished_run_from_before_a_flag_existed_is_skipped_not_refused(ablation_run, tmp_path, monkeypatch):
     """A run whose args.json predates a RESUME_MUST_MATCH flag was trained with its default
-    (train.SETTINGS_BEFORE_THEY_EXISTED): the ablation skips it like any finished run."""
+    (tinybert.run.session.SETTINGS_BEFORE_THEY_EXISTED): the ablation skips it like any finished run."""
     calls = recording_train(monkeypatch)
     out = tmp_path / "older"
     for run in ("baseline/seed1", "baseline/seed2", "smart+pcgrad+cos/seed1", "smart+pcgrad+cos/seed2"):
@@ -161,12 +246,12 @@ def test_a_finished_run_from_before_a_flag_existed_is_skipped_not_refused(ablati
         for name in ("dev_metrics.json", "metrics.jsonl"):
             (out / run / name).write_bytes((ablation_run / run / name).read_bytes())
         settings = json.loads((ablation_run / run / "args.json").read_text())
-        for key in train.SETTINGS_BEFORE_THEY_EXISTED:
+        for key in SETTINGS_BEFORE_THEY_EXISTED:
             del settings[key]
         (out / run / "args.json").write_text(json.dumps(settings))
     # asked for with those settings spelled out, as `make ablation` does since the recipe defaults
     spelled = []
-    for key, value in train.SETTINGS_BEFORE_THEY_EXISTED.items():
+    for key, value in SETTINGS_BEFORE_THEY_EXISTED.items():
         spelled += [f"--{key}", *map(str, value if isinstance(value, list) else [value])]
     ablation.main(command("w", out) + spelled)
     assert calls == []
@@ -200,13 +285,30 @@ def test_unknown_configuration_is_a_clear_error(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("extra,named", [(["--seed", "5"], "--seed"), (["--smart"], "--smart"),
                                          (["--epochs", "2"], "--epochs"), (["--ou", "x"], "--out"),
-                                         (["--smart_mu", "0"], "--smart_mu")])
+                                         (["--smart_mu", "0"], "--smart_mu"), (["--seed=11711"], "--seed"),
+                                         (["--pcg"], "--pcgrad"), (["--smart_l", "0"], "--smart_lambda_s"),
+                                         (["--max_len", "32", "--resume"], "--resume")])
 def test_train_arguments_the_ablation_sets_are_refused(tmp_path, monkeypatch, extra, named):
     calls = recording_train(monkeypatch)
     with pytest.raises(SystemExit) as error:
         ablation.main(["--out", str(tmp_path), "--", *extra])
     assert f"the ablation sets {named} itself" in str(error.value.code)
     assert calls == []
+
+
+def test_make_ablation_s_command_line_is_accepted_and_reaches_train_py():
+    """The Makefile's `ablation` recipe: its arguments pass check_extra, and every run's argv is
+    one train.py parses, with the settings after '--' (--smart_tasks is not --smart)."""
+    (line,) = [line for line in (ROOT / "Makefile").read_text().splitlines() if "-m tools.ablation" in line]
+    argv = shlex.split(line.split("-m tools.ablation", 1)[1].replace("$(DATA_DIR)", "../shared/data"))
+    args = ablation.parse_args(argv)
+    ablation.check_extra(args.extra)
+    for config in ablation.CONFIGS:
+        parsed = train.parse_args(ablation.run_arguments(config, 2, "out/x", args.epochs, args.steps_per_epoch,
+                                                         args.extra))
+        assert (parsed.task, parsed.seed, parsed.epochs, parsed.max_len) == ("all", 2, 1, 64)
+        assert parsed.smart_tasks == ["sst", "para", "sts"] and parsed.smart == ("--smart" in ablation.CONFIGS[config])
+        assert parsed.steps_per_epoch == 60 * ablation.STEPS_FACTOR.get(config, 1)
 
 
 def test_compare_pairs_the_differences_by_seed():
@@ -265,21 +367,39 @@ def test_runs_side_by_side_each_on_a_core_of_its_own(tiny_weights, tmp_path, cap
     assert settings["preexec_fn"].func is os.sched_setaffinity and settings["preexec_fn"].args == (0, {1})
 
 
-class StoppedRun:
-    """A stand-in for a train.py process that has already exited with ``returncode``."""
-    def __init__(self, returncode):
-        self.returncode = returncode
-
-    def poll(self):
-        return self.returncode
-
-
-@pytest.mark.parametrize("returncode,completed,failed", [(130, False, []), (1, True, [("baseline", 1)])])
-def test_a_side_by_side_run_that_stops_is_reported(tiny_weights, tmp_path, monkeypatch, capfd,  # noqa: F811
-                                                   returncode, completed, failed):
-    # 130: Ctrl-C (train.py saved last/): the ablation stops; anything else: that run failed
-    monkeypatch.setattr(ablation.subprocess, "Popen", lambda *args, **kwargs: StoppedRun(returncode))
-    result = ablation.run_all(str(tmp_path), ["baseline"], 1, 1, 2, extra_arguments(tiny_weights), jobs=2)
+@pytest.mark.parametrize("jobs", [1, 2])
+@pytest.mark.parametrize("returncode,completed,failed", [(130, False, []), (143, False, []), (-2, False, []),
+                                                         (1, True, [("baseline", 1), ("cos", 1)])])
+def test_a_run_that_stops_is_reported(tiny_weights, tmp_path, monkeypatch, capfd,  # noqa: F811
+                                      returncode, completed, failed, jobs):
+    # 130, 143 (SIGINT, SIGTERM: train.py saved last/), -2 (a Ctrl-C before train.py's handlers):
+    # the ablation stops, the next run is not started; anything else, a divergence's "train.py:
+    # ..." exit 1 too: that run failed and the ablation goes on
+    calls = recording_train(monkeypatch, returncode)
+    result = ablation.run_all(str(tmp_path), ["baseline", "cos"], 1, 1, 2, extra_arguments(tiny_weights), jobs=jobs)
     assert result == (completed, failed)
+    assert len(calls) == (2 if returncode == 1 or jobs == 2 else 1)  # side by side, both had started
     err = capfd.readouterr().err
-    assert ("interrupted after" in err) == (returncode == 130) and ("FAILED after" in err) == (returncode == 1)
+    assert ("interrupted after" in err) == (returncode != 1) and ("FAILED after" in err) == (returncode == 1)
+
+
+def test_a_signal_to_the_ablation_is_passed_on_to_the_run(monkeypatch):
+    """SIGTERM (or SIGINT) sent to the ablation alone reaches the train.py under way, which
+    saves last/ and exits, and the ablation stops after it; its own handlers come back after."""
+    class Running(StoppedRun):
+        def __init__(self):
+            super().__init__(None)
+            self.signals = []
+
+        def send_signal(self, number):
+            self.signals.append(number)
+            self.returncode = 128 + number
+    run, before = Running(), signal.getsignal(signal.SIGTERM)
+    with ablation.signals_passed_on([run]) as received:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(200):  # the handler runs at the interpreter's next check, within a moment
+            if received:
+                break
+            time.sleep(0.01)
+    assert received == [signal.SIGTERM] and run.signals == [signal.SIGTERM] and run.returncode == 143
+    assert signal.getsignal(signal.SIGTERM) == before

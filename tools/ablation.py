@@ -1,6 +1,6 @@
 """The ablation table of the report (Josiah Griggs, "Enhancing Multi-Task Learning with BERT",
 Stanford CS224N Default Project report): every configuration, several seeds, mean ± std.
-Run from the repository root (``-m`` puts it on the module path, where train.py is):
+Run from the repository root (``-m`` puts the tools package on the module path):
 
     python -m tools.ablation --jobs 2 --epochs 1 --steps_per_epoch 60 -- --data_dir ../shared/data --max_len 64
     python -m tools.ablation --configs baseline smart+pcgrad+cos --seeds 2 --steps_per_epoch 60
@@ -23,22 +23,29 @@ Configurations (``--configs``, default all), each the train.py flags it adds to 
 ``compare`` (the second table of results.md) pairs the runs by seed to say what each
 technique adds (COMPARISONS) and whether that can be told from the seed-to-seed spread.
 
-``--jobs N`` trains N runs at a time, each a ``python train.py`` process pinned to a core of its
-own with OpenBLAS on one thread (``run_side_by_side``; logs in OUT/logs/); the default, 1, trains
-them one after the other in this process.
+Every run is a ``python train.py`` process (train.py beside the tools folder; the ablation never
+imports it). ``--jobs N`` trains N runs at a time, each pinned to a core of its own with OpenBLAS
+on one thread (``run_side_by_side``; logs in OUT/logs/); the default, 1, trains them one after
+the other, each on every core this process may use, its output on this terminal.
 
 Seed k (1..``--seeds``) is ``--seed k``; its run folder is OUT/CONFIG/seedK, a normal train.py
 run folder. The runs go seed by seed (every configuration with seed 1, then seed 2, ...), so an
 ablation stopped half-way already has a complete one-seed table. Arguments after ``--`` go to
 every run's train.py unchanged; those the ablation sets itself (--task, --pcgrad, --smart,
 --cos, --seed, --out, --resume, --epochs, --steps_per_epoch, --smart_mu, --smart_lambda_s) are
-refused there.
+refused there, as is any abbreviation argparse could take for one of them (--se, --pcg).
 
 Resumable: a run with a dev_metrics.json is finished and skipped; a run with
 last/checkpoint.safetensors but no dev_metrics.json is continued with --resume (train.py's
-exact resume). Ctrl-C saves the current run (train.py does) and stops the ablation; the same
-command continues it. A finished run trained with other settings (--epochs, --max_len, ...:
-train.RESUME_MUST_MATCH) is an error rather than a silent mix of recipes in one table.
+exact resume). Ctrl-C (or SIGTERM, passed on to the runs) saves the current run (train.py does)
+and stops the ablation; the same command continues it. A run already started with other
+settings than this command gives it (tinybert.run.session.RESUME_MUST_MATCH: the configuration's
+flags, --seed, --epochs, --steps_per_epoch and those of the arguments after ``--`` spelled in
+full, such as --max_len) is an error before anything trains, rather than a silent mix of recipes
+in one table; train.py's own resume check refuses an interrupted run whose checkpoint differs
+from what train.py's defaults make of the rest, and that run is reported as failed. A run that
+diverges (train.py stops it with a "train.py: ..." message) is reported as failed too, and the
+ablation goes on with the next.
 
 Outputs in OUT: results.json (every run's dev metrics sst, para, sts and its training
 seconds, the ``seconds`` of its last step record) and results.md (the table of
@@ -64,10 +71,12 @@ The whole table took about 2 h 20 min on two cores: its last 23 runs, trained in
 to 4.2 hours of training on one core.
 """
 import argparse
+import contextlib
 import functools
 import json
 import math
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -75,9 +84,12 @@ import time
 
 from scipy import stats
 
-import train  # the training script at the repository root: run this as `python -m tools.ablation` from there
 from tinybert.run import files
 from tinybert.run.plot import read_metrics
+from tinybert.run.session import RESUME_MUST_MATCH, SETTINGS_BEFORE_THEY_EXISTED
+
+# The training script every run is: train.py at the repository root, beside this tools folder.
+TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "train.py")
 
 # name: train.py flags, in the report's order of adding techniques, then the rows that take the
 # full recipe apart: without SMART, SMART's two terms one at a time, and the steps SMART's
@@ -125,6 +137,11 @@ METRICS = ("sst", "para", "sts")
 # train.py settings the ablation sets per run; refused among the extra arguments
 CONTROLLED = ("task", "pcgrad", "smart", "cos", "seed", "out", "resume", "epochs", "steps_per_epoch",
               "smart_mu", "smart_lambda_s")
+# the train.py switches (no value) among CONTROLLED: a run has them on exactly when its configuration says so
+SWITCHES = ("pcgrad", "smart", "cos")
+# exit codes of a train.py that a signal stopped: 128 + the signal when train.py saved last/ and
+# returned, minus the signal when it came before train.py's handlers were in place
+INTERRUPTED = (128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM)
 # settings every run of one table must share, recorded in results.json
 RECIPE = ("epochs", "steps_per_epoch", "batch_size", "max_len", "lr")
 
@@ -138,10 +155,16 @@ def check_configs(configs):
 
 
 def check_extra(extra):
-    """Refuse train.py arguments that would override what the ablation sets per run
-    (parsed, so that an abbreviation such as --se is caught too)."""
-    given, default = vars(train.parse_args(list(extra))), vars(train.parse_args([]))
-    overridden = [key for key in CONTROLLED if given[key] != default[key]]
+    """Refuse train.py arguments that would override what the ablation sets per run: a flag
+    named as one of CONTROLLED (``--seed 5``, ``--seed=5``), or one that argparse could take for
+    an abbreviation of them (``--se``, ``--pcg``; one that is ambiguous is refused too, where
+    train.py would refuse it anyway)."""
+    named = set()
+    for token in extra:
+        name = token[2:].split("=", 1)[0] if token.startswith("--") else ""
+        if name:
+            named.update([name] if name in CONTROLLED else [key for key in CONTROLLED if key.startswith(name)])
+    overridden = [key for key in CONTROLLED if key in named]
     if overridden:
         raise ValueError(f"the ablation sets {', '.join('--' + k for k in overridden)} itself: "
                          f"give --epochs/--steps_per_epoch before '--', and no --task/--seed/--out/--resume/"
@@ -176,19 +199,54 @@ def run_state(folder):
     return "new"
 
 
+def given_settings(argv):
+    """{flag name: its value tokens} for every flag spelled out in full in ``argv`` (``--name
+    a b`` or ``--name=a``; the last one wins, as in argparse; a switch such as --smart has [])."""
+    given, name = {}, None
+    for token in argv:
+        if token.startswith("--"):
+            name, equals, value = token[2:].partition("=")
+            given[name] = [value] if equals else []
+            name = None if equals else name
+        elif name is not None:
+            given[name].append(token)
+    return given
+
+
+def same_setting(trained, tokens):
+    """Whether the value ``trained`` (from a run's args.json) is what the argument ``tokens`` give."""
+    if isinstance(trained, list):  # --smart_tasks: a set of tasks, in train.py's order
+        return sorted(set(map(str, trained))) == sorted(set(tokens))
+    if isinstance(trained, (int, float)) and not isinstance(trained, bool):
+        try:
+            return len(tokens) == 1 and float(tokens[0]) == trained
+        except ValueError:
+            return False
+    return tokens == [trained]
+
+
 def check_settings(folder, argv):
-    """A run already started must have been trained with this ablation's settings."""
+    """A run already started must have been trained with the settings this ablation gives it in
+    ``argv`` (train.py's argv for the run): every RESUME_MUST_MATCH setting that ``argv`` spells
+    out in full, and the configuration's switches, on or off. A setting left to train.py's
+    default is not compared here: for an interrupted run train.py's resume compares it."""
     path = os.path.join(folder, "args.json")
     if not os.path.exists(path):
         return
     with open(path, encoding="utf-8") as f:
         recorded = json.load(f)
-    wanted = vars(train.parse_args(argv))
-    for key in train.RESUME_MUST_MATCH:
-        trained = recorded.get(key, train.SETTINGS_BEFORE_THEY_EXISTED.get(key))  # args.json older than the flag
-        if wanted[key] is not None and trained != wanted[key]:
+    given = given_settings(argv)
+    for key in RESUME_MUST_MATCH:
+        trained = recorded.get(key, SETTINGS_BEFORE_THEY_EXISTED.get(key))  # args.json older than the flag
+        if key in SWITCHES:
+            wanted, same = key in given, trained == (key in given)
+        elif key in given:
+            wanted, same = " ".join(given[key]), same_setting(trained, given[key])
+        else:
+            continue
+        if not same:
             raise ValueError(f"{folder} was trained with --{key}={trained}, this ablation has "
-                             f"--{key}={wanted[key]}: use another --out, or delete that run folder")
+                             f"--{key}={wanted}: use another --out, or delete that run folder")
 
 
 def read_run(out, config, seed):
@@ -229,9 +287,10 @@ def clock(seconds):
 
 
 def run_all(out, configs, seeds, epochs=None, steps_per_epoch=None, extra=(), stream=None, jobs=1):
-    """Train every (config, seed) not finished yet: in this process one after the other, or
-    with ``jobs`` > 1 that many at a time (``run_side_by_side``). Returns (completed, failed):
-    completed is False when a run was interrupted (Ctrl-C), failed the runs that diverged."""
+    """Train every (config, seed) not finished yet: one after the other (``run_one_by_one``), or
+    with ``jobs`` > 1 that many at a time (``run_side_by_side``), each a ``python train.py``
+    process. Returns (completed, failed): completed is False when a run was interrupted (Ctrl-C),
+    failed the runs whose train.py failed (diverged, or stopped with another error)."""
     stream = stream or sys.stderr
     plan = [(config, seed) for seed in range(1, seeds + 1) for config in configs]
     arguments = {(c, s): run_arguments(c, s, run_folder(out, c, s), epochs, steps_per_epoch, extra) for c, s in plan}
@@ -248,22 +307,62 @@ def run_all(out, configs, seeds, epochs=None, steps_per_epoch=None, extra=(), st
             pending.append((prefix, config, seed, arguments[config, seed] + [flag]))
     if jobs > 1:
         return run_side_by_side(out, pending, jobs, stream, started)
+    return run_one_by_one(out, pending, stream, started)
+
+
+@contextlib.contextmanager
+def signals_passed_on(processes):
+    """While inside, a SIGINT or SIGTERM this process gets is passed on to the ``processes``
+    still running (train.py then saves last/ and exits 130 or 143) instead of stopping this
+    one, and listed in the list the block receives. A Ctrl-C at a terminal reaches the
+    children anyway (one process group); a second signal only repeats what train.py does."""
+    received = []
+
+    def pass_on(number, frame):
+        received.append(number)
+        for process in list(processes):
+            if process.poll() is None:
+                process.send_signal(number)
+    previous = {number: signal.signal(number, pass_on) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def report_end(out, prefix, config, seed, returncode, elapsed, stream, where):
+    """Print how a run's train.py ended: 'finished', 'interrupted' (a signal: last/ saved) or
+    'failed' (diverged, or another error: ``where`` says where its message is)."""
+    if run_state(run_folder(out, config, seed)) == "finished":
+        print(f"{prefix}: done in {elapsed}: {scores_line(out, config, seed)}", file=stream, flush=True)
+        return "finished"
+    if returncode in INTERRUPTED:
+        print(f"{prefix}: interrupted after {elapsed}; run the same command again to continue", file=stream)
+        return "interrupted"
+    print(f"{prefix}: FAILED after {elapsed} (exit {returncode}): {where}", file=stream, flush=True)
+    return "failed"
+
+
+def run_one_by_one(out, pending, stream, started):
+    """Train the ``pending`` runs one after the other, each a ``python train.py`` process in the
+    foreground (its output on this terminal, on every core this process may use). A run that
+    fails is reported and the next one starts; a signal (Ctrl-C) stops the ablation once the
+    run under way has saved its last/."""
     failed = []
     for prefix, config, seed, argv in pending:
         print(f"{prefix}: {'resuming' if '--resume' in argv else 'training'} in {run_folder(out, config, seed)}",
               file=stream, flush=True)
         run_started = time.time()
-        try:
-            train.train(train.parse_args(argv))
-        except train.TrainingDiverged as error:
-            failed.append((config, seed))
-            print(f"{prefix}: FAILED after {clock(time.time() - run_started)}: {error}", file=stream)
-            continue
+        process = subprocess.Popen([sys.executable, TRAIN_SCRIPT, *argv])
+        with signals_passed_on([process]) as received:
+            returncode = process.wait()
         elapsed = f"{clock(time.time() - run_started)} (ablation {clock(time.time() - started)})"
-        if run_state(run_folder(out, config, seed)) != "finished":  # train.py returned early: Ctrl-C, last/ saved
-            print(f"{prefix}: interrupted after {elapsed}; run the same command again to continue", file=stream)
+        end = report_end(out, prefix, config, seed, returncode, elapsed, stream, "see train.py's message above")
+        if end == "failed":
+            failed.append((config, seed))
+        if end == "interrupted" or received:
             return False, failed
-        print(f"{prefix}: done in {elapsed}: {scores_line(out, config, seed)}", file=stream, flush=True)
     return True, failed
 
 
@@ -283,43 +382,38 @@ def run_side_by_side(out, pending, jobs, stream, started):
     core of its own (``one_core_process``), its output in OUT/logs/CONFIG-seedK.log. On two
     cores, two one-core runs side by side finish more runs an hour than one run on both cores
     (whose threads wait on each other at every product), and each run's minutes stay
-    comparable with the others'. Ctrl-C reaches the children too (one process group): each
-    saves its last/ and the ablation returns once all have stopped."""
+    comparable with the others'. Ctrl-C reaches the children too (one process group; a SIGINT
+    or SIGTERM sent to this process alone is passed on to them): each saves its last/ and the
+    ablation returns once all have stopped."""
     cores = sorted(os.sched_getaffinity(0))
     if jobs > len(cores):
         raise ValueError(f"--jobs {jobs}: this process may use {len(cores)} core(s)")
     os.makedirs(os.path.join(out, "logs"), exist_ok=True)
     free, running, failed, queue = cores[:jobs], {}, [], list(pending)
     interrupted = False
-    while queue or running:
-        try:
-            while queue and free and not interrupted:
+    with signals_passed_on(running) as received:
+        while queue or running:
+            while queue and free and not (interrupted or received):
                 prefix, config, seed, argv = queue.pop(0)
                 core = free.pop(0)
                 log = open(os.path.join(out, "logs", f"{config}-seed{seed}.log"), "w", encoding="utf-8")
-                process = subprocess.Popen([sys.executable, train.__file__, *argv], stdout=log, stderr=subprocess.STDOUT,
+                process = subprocess.Popen([sys.executable, TRAIN_SCRIPT, *argv], stdout=log, stderr=subprocess.STDOUT,
                                            **one_core_process(core))
                 running[process] = (prefix, config, seed, core, time.time(), log)
                 print(f"{prefix}: {'resuming' if '--resume' in argv else 'training'} on core {core} in "
                       f"{run_folder(out, config, seed)}", file=stream, flush=True)
             time.sleep(0.2)
-        except KeyboardInterrupt:
-            interrupted = True
-        for process in [p for p in running if p.poll() is not None]:
-            prefix, config, seed, core, run_started, log = running.pop(process)
-            log.close()
-            free.append(core)
-            elapsed = f"{clock(time.time() - run_started)} (ablation {clock(time.time() - started)})"
-            if run_state(run_folder(out, config, seed)) == "finished":
-                print(f"{prefix}: done in {elapsed}: {scores_line(out, config, seed)}", file=stream, flush=True)
-            elif process.returncode in (130, 143):  # train.py saved last/ and stopped
-                interrupted = True
-                print(f"{prefix}: interrupted after {elapsed}; run the same command again to continue", file=stream)
-            else:
-                failed.append((config, seed))
-                print(f"{prefix}: FAILED after {elapsed} (exit {process.returncode}): see {log.name}", file=stream)
-        if interrupted and not running:
-            return False, failed
+            for process in [p for p in running if p.poll() is not None]:
+                prefix, config, seed, core, run_started, log = running.pop(process)
+                log.close()
+                free.append(core)
+                elapsed = f"{clock(time.time() - run_started)} (ablation {clock(time.time() - started)})"
+                end = report_end(out, prefix, config, seed, process.returncode, elapsed, stream, f"see {log.name}")
+                interrupted = interrupted or end == "interrupted"
+                if end == "failed":
+                    failed.append((config, seed))
+            if (interrupted or received) and not running:
+                return False, failed
     return True, failed
 
 
@@ -459,7 +553,8 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=None, help="train.py --epochs (default: train.py's)")
     p.add_argument("--steps_per_epoch", type=int, default=None, help="train.py --steps_per_epoch (default: train.py's)")
     p.add_argument("--jobs", type=int, default=1,
-                   help="runs trained at a time, each a process on one core (default 1: one after the other, in this process)")
+                   help="runs trained at a time, each a process on one core (default 1: one after the other, "
+                        "each on every core)")
     p.add_argument("--report-only", action="store_true", help="train nothing; write the results of the finished runs")
     args = p.parse_args(own)
     if args.seeds < 1:
@@ -481,14 +576,14 @@ def main(argv=None):
                                         jobs=args.jobs)
         results = collect(args.out, configs, args.seeds)
         write_results(args.out, results)
-    except (train.TrainingDiverged, FileNotFoundError, ValueError, KeyError) as error:
+    except (FileNotFoundError, ValueError, KeyError) as error:
         sys.exit(f"ablation: {error.args[0] if isinstance(error, KeyError) else error}")
-    except KeyboardInterrupt:  # Ctrl-C outside a run's training loop (train.py handles it inside)
+    except KeyboardInterrupt:  # Ctrl-C between the runs (while one runs, train.py handles it)
         sys.exit("\nablation: interrupted; run the same command again to continue")
     print(f"wrote {os.path.join(args.out, 'results.json')} and results.md ({len(results['runs'])} runs)", file=sys.stderr)
     print(markdown_table(results), end="")
     if failed:
-        sys.exit(f"ablation: {len(failed)} run(s) diverged: {', '.join(f'{c}/seed{s}' for c, s in failed)}")
+        sys.exit(f"ablation: {len(failed)} run(s) failed: {', '.join(f'{c}/seed{s}' for c, s in failed)}")
     if not completed:
         print("ablation: interrupted; the table holds the runs finished so far", file=sys.stderr)
 

@@ -1,4 +1,4 @@
-"""Write the small synthetic task files bundled in this folder.
+"""Write the small synthetic task files bundled in tinybert/sample_data/.
 
 Run ``python tools/make_sample.py`` to regenerate them; the
 fixed seed makes the output identical every time. The files have the same
@@ -19,7 +19,7 @@ from pathlib import Path
 
 SEED = 224
 SPLITS = {"train": 240, "dev": 60, "test-student": 40}
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent / "tinybert" / "sample_data"  # where the files are written
 
 # ---------------------------------------------------------------- SST ----
 

@@ -1,6 +1,6 @@
 """The peer: a plain PyTorch + transformers multi-task fine-tune of the same weights on the same
 data, for a time budget: what a user would run instead of tinybert's recipe. Run from the
-repository root (``-m`` puts train.py on the module path):
+repository root:
 
     python -m tools.peer --minutes 60                            # runs/peer, data from $DATA_DIR
     make peer MINUTES=60                                         # the same, on $(DATA_DIR)
@@ -17,7 +17,7 @@ Built as tinybert's MultitaskBert builds it (tinybert/multitask.py), so that the
 the engine and the recipe, not in the inputs or the heads:
   - the same tokens: tinybert's Tokenizer from the weights folder and multitask.encode_batch
     ("[CLS] s1 [SEP] s2 [SEP]" pairs, each side cut before pair truncation, padding per batch);
-  - the same batches: train.BatchStream with the same --seed, so step s sees the examples that
+  - the same batches: tinybert.data.BatchStream with the same --seed, so step s sees the examples that
     train.py's step s sees with the same batches per step (here 1, 1, 1 by default: the
     issue's one batch of 32 per task; train.py's default is 1, 2, 1);
   - the same heads: the encoder's last hidden states mean-pooled over the real tokens ->
@@ -26,7 +26,7 @@ the engine and the recipe, not in the inputs or the heads:
     0-5 label for sts (train.py without --cos); heads drawn N(0, 0.02), biases 0, as
     tinybert.nn.Linear;
   - the same dev sets, evaluation batches (sorted by length, --eval_batch_size) and metrics:
-    train.metric (SST and QQP accuracy, STS Pearson r).
+    tinybert.run.evaluation.metric (SST and QQP accuracy, STS Pearson r).
 Where it differs from train.py, on purpose (the plain fine-tune of the issue):
   - the learning rate is constant: no warm-up and no decay, as a time budget does not know the
     number of steps ahead; no gradient clipping;
@@ -71,25 +71,18 @@ import numpy as np
 import torch
 import transformers
 
-import train  # the training script at the repository root, for its data, batches and metrics
 from tinybert import convert
-from tinybert.run import files
-from tinybert.data import default_data_dir, make_batches
+from tinybert.data import TASK_FILES, BatchStream, default_data_dir, default_steps_per_epoch, load_task, make_batches
 from tinybert.multitask import SENTIMENT_CLASSES, TASKS, encode_batch
+from tinybert.run import files
+from tinybert.run.evaluation import metric
+from tinybert.run.flags import within
 from tinybert.run.machine import cpu_clock, describe, less_steal, steal_fraction
+from tinybert.run.session import check_run_folder, clear_run_folder
 from tinybert.tokenizer import Tokenizer
 
-DATA_FILES = {"sst": ("ids-sst-train.csv", "ids-sst-dev.csv"),
-              "para": ("quora-train.csv", "quora-dev.csv"),
-              "sts": ("sts-train.csv", "sts-dev.csv")}
-# Every numeric flag's allowed values, in train.FLAG_RANGES' notation (train.out_of_range checks them).
-FLAG_RANGES = {
-    "minutes": "(0, inf)", "eval_every_minutes": "(0, inf)", "steps": "[1, inf)", "eval_every_steps": "[1, inf)",
-    "lr": "(0, inf)", "weight_decay": "[0, inf)",
-    "batch_size": "[1, inf)", "eval_batch_size": "[1, inf)", "max_len": "[4, inf)", "seed": "[0, inf)",
-    "threads": "[1, inf)", "sst_batches_per_step": "[1, inf)", "para_batches_per_step": "[1, inf)",
-    "sts_batches_per_step": "[1, inf)",
-}
+# What the peer writes in its run folder (fewer entries than train.py's run): a folder that holds
+# any of them is only replaced with --overwrite, which removes them first.
 RUN_ENTRIES = ("args.json", "machine.json", "metrics.jsonl", "dev_metrics.json")
 PROGRESS_SECONDS = 30  # a progress line this often (of training time)
 
@@ -98,29 +91,30 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m tools.peer", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=float, default=60.0, help="training time budget (evaluations not counted)")
-    budget.add_argument("--steps", type=int, default=None, help="a budget of this many steps instead of --minutes")
+    budget.add_argument("--minutes", type=within("(0, inf)"), default=60.0,
+                        help="training time budget (evaluations not counted)")
+    budget.add_argument("--steps", type=within("[1, inf)", int), default=None,
+                        help="a budget of this many steps instead of --minutes")
     p.add_argument("--budget_less_steal", action="store_true",
                    help="count each step's time less the share the hypervisor stole (the steps' \"seconds\" then too)")
-    p.add_argument("--eval_every_minutes", type=float, default=None, help="default: --minutes / 6")
-    p.add_argument("--eval_every_steps", type=int, default=None, help="with --steps; default: --steps / 6, rounded up")
-    p.add_argument("--lr", type=float, default=4e-5, help="constant learning rate")
-    p.add_argument("--weight_decay", type=float, default=0.01, help="AdamW's, on every parameter")
-    p.add_argument("--batch_size", type=int, default=32, help="per task batch")
+    p.add_argument("--eval_every_minutes", type=within("(0, inf)"), default=None, help="default: --minutes / 6")
+    p.add_argument("--eval_every_steps", type=within("[1, inf)", int), default=None,
+                   help="with --steps; default: --steps / 6, rounded up")
+    p.add_argument("--lr", type=within("(0, inf)"), default=4e-5, help="constant learning rate")
+    p.add_argument("--weight_decay", type=within("[0, inf)"), default=0.01, help="AdamW's, on every parameter")
+    p.add_argument("--batch_size", type=within("[1, inf)", int), default=32, help="per task batch")
     for task in TASKS:
-        p.add_argument(f"--{task}_batches_per_step", type=int, default=1, help=f"{task} batches in each step")
-    p.add_argument("--max_len", type=int, default=128)
-    p.add_argument("--eval_batch_size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=11711)
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
+        p.add_argument(f"--{task}_batches_per_step", type=within("[1, inf)", int), default=1,
+                       help=f"{task} batches in each step")
+    p.add_argument("--max_len", type=within("[4, inf)", int), default=128)
+    p.add_argument("--eval_batch_size", type=within("[1, inf)", int), default=64)
+    p.add_argument("--seed", type=within("[0, inf)", int), default=11711)
+    p.add_argument("--threads", type=within("[1, inf)", int), default=os.cpu_count(), help="torch.set_num_threads")
     p.add_argument("--weights", default="weights/all-MiniLM-L6-v2", help="a tinybert (or Hugging Face) BERT folder")
     p.add_argument("--data_dir", default=default_data_dir(), help="folder of the CS224N files ($DATA_DIR)")
     p.add_argument("--out", default=os.path.join("runs", "peer"), help="run folder")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in OUT (else refused)")
     args = p.parse_args(argv)
-    problem = train.out_of_range(args, FLAG_RANGES)
-    if problem:
-        p.error(problem)
     if (args.eval_every_steps and not args.steps) or (args.eval_every_minutes and args.steps):
         p.error("--eval_every_steps goes with --steps, --eval_every_minutes with --minutes")
     if args.steps:  # a step budget: no minutes are counted toward it
@@ -183,7 +177,7 @@ class PeerModel(torch.nn.Module):
 
     @staticmethod
     def predictions(task, output):
-        """What train.predict gives: a class, 0/1, or the 0-5 regression as it is."""
+        """What tinybert.run.evaluation.predict gives: a class, 0/1, or the 0-5 regression as it is."""
         values = output.numpy()
         if task == "sst":
             return values.argmax(axis=-1)
@@ -217,7 +211,7 @@ def train_step(model, optimizer, batches):
 
 
 def evaluate(model, dev_sets, tokenizer, args):
-    """{task: dev metric}, computed as train.py computes it (train.predict, train.metric)."""
+    """{task: dev metric}, computed as train.py computes it (tinybert.run.evaluation's predict and metric)."""
     model.eval()
     scores = {}
     with torch.no_grad():
@@ -228,7 +222,7 @@ def evaluate(model, dev_sets, tokenizer, args):
                 segment, _ = as_tensors(batch)
                 ids += batch.ids
                 predictions.append(model.predictions(task, model(task, segment)))
-            scores[task] = train.metric(task, examples, ids, np.concatenate(predictions))
+            scores[task] = metric(task, examples, ids, np.concatenate(predictions))
     model.train()
     return scores
 
@@ -236,15 +230,6 @@ def evaluate(model, dev_sets, tokenizer, args):
 def machine():
     return {**describe(), "torch": torch.__version__,
             "transformers": transformers.__version__, "torch_threads": torch.get_num_threads()}
-
-
-def check_run_folder(args):
-    """A folder that holds a run (the peer's, or train.py's: they share these names) is only
-    replaced with --overwrite."""
-    held = [name for name in RUN_ENTRIES if os.path.exists(os.path.join(args.out, name))]
-    if held and not args.overwrite:
-        raise ValueError(f"{args.out}: holds a run already ({', '.join(held)}); replace it with --overwrite, "
-                         "or pick another --out")
 
 
 def next_mark(seconds, every):
@@ -255,18 +240,20 @@ def next_mark(seconds, every):
 def run(args, clock=time.perf_counter):
     """Train for the budget, evaluating on the way; return the final dev scores. ``clock()``
     (seconds) times the steps and evaluations (a test gives one that ticks as it likes)."""
-    check_run_folder(args)
+    # a folder that holds a run (the peer's, or train.py's: they share these names) is only
+    # replaced with --overwrite (the peer has no --resume)
+    check_run_folder(args.out, None, args.overwrite, RUN_ENTRIES)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if not os.path.isdir(args.weights):
         raise FileNotFoundError(f"{args.weights}: weights folder not found (run `make weights`, or pass --weights)")
     tokenizer = Tokenizer.from_folder(args.weights)
-    paths = {task: [os.path.join(args.data_dir, name) for name in names] for task, names in DATA_FILES.items()}
-    train_sets = {task: train.load_task(task, paths[task][0]) for task in TASKS}
-    dev_sets = {task: train.load_task(task, paths[task][1]) for task in TASKS}
-    streams = {task: train.BatchStream(TASKS.index(task), train_sets[task], args.batch_size, args.seed) for task in TASKS}
+    paths = {task: [os.path.join(args.data_dir, name) for name in names] for task, names in TASK_FILES.items()}
+    train_sets = {task: load_task(task, paths[task][0]) for task in TASKS}
+    dev_sets = {task: load_task(task, paths[task][1]) for task in TASKS}
+    streams = {task: BatchStream(TASKS.index(task), train_sets[task], args.batch_size, args.seed) for task in TASKS}
     per_step = {task: getattr(args, f"{task}_batches_per_step") for task in TASKS}
-    steps_per_epoch = train.default_steps_per_epoch(streams, per_step)
+    steps_per_epoch = default_steps_per_epoch(streams, per_step)
 
     model = PeerModel(load_encoder(args.weights))
     if args.max_len > model.bert.config.max_position_embeddings:
@@ -275,10 +262,8 @@ def run(args, clock=time.perf_counter):
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
 
+    clear_run_folder(args.out, RUN_ENTRIES)  # --overwrite: no file of the previous run is left beside this one's
     os.makedirs(args.out, exist_ok=True)
-    for name in RUN_ENTRIES:  # --overwrite: no file of the previous run is left beside this one's
-        if os.path.exists(os.path.join(args.out, name)):
-            os.remove(os.path.join(args.out, name))
     files.write_text(os.path.join(args.out, "args.json"), json.dumps(vars(args), indent=2))
     files.write_text(os.path.join(args.out, "machine.json"), json.dumps(machine(), indent=2))
     if args.steps:

@@ -56,10 +56,12 @@ class TrainingDiverged(RuntimeError):
 
 
 def check_run_folder(out, resume, overwrite, entries=RUN_ENTRIES):
-    """A folder that holds a run is only continued (--resume) or replaced (--overwrite)."""
+    """A folder that holds a run is only continued (--resume) or replaced (--overwrite);
+    ``resume`` None: the program cannot continue a run (tools/peer.py)."""
     held = [name for name in entries if os.path.exists(os.path.join(out, name))]
     if held and not (resume or overwrite):
-        raise ValueError(f"{out}: holds a run already ({', '.join(held)}); continue it with --resume, "
+        hint = "" if resume is None else "continue it with --resume, "
+        raise ValueError(f"{out}: holds a run already ({', '.join(held)}); {hint}"
                          "replace it with --overwrite, or pick another --out")
 
 
