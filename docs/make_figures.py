@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(HERE))  # the repository root, so tinybert im
 from tinybert import Tensor, functional as F, ops, optim, pcgrad  # noqa: E402
 from tinybert.run import plot  # noqa: E402
 from tinybert.tensor import _topological_order  # noqa: E402
-from tinybert.convert import load_pretrained
+from tinybert.convert import load_pretrained  # noqa: E402
 
 OUTPUT = os.path.join(HERE, "figures")      # tests/test_docs.py points this at a scratch folder
 WEIGHTS = os.path.join("weights", "all-MiniLM-L6-v2")
@@ -301,13 +301,14 @@ def layer0_attention(model, encoded):
     hs = C // nh
     q = (layer.query(x) * (1.0 / np.sqrt(hs))).reshape(B, T, nh, hs).permute(0, 2, 1, 3)  # (1, nh, T, hs)
     k = layer.key(x).reshape(B, T, nh, hs).permute(0, 2, 3, 1)                           # (1, nh, hs, T)
-    mask = model.additive_mask(encoded["attention_mask"], x.dtype)                        # (1, 1, 1, T)
+    keep = np.asarray(encoded["attention_mask"]).astype(x.dtype)[:, None, None, :]        # (1, 1, 1, T)
+    mask = (1.0 - keep) * np.finfo(x.dtype).min                                           # as BertModel.forward
     return F.softmax(q @ k, mask).data[0]                                                 # (nh, T, T)
 
 
 def attention_map():
     """Layer 0 of all-MiniLM-L6-v2 on one sentence, every head, one shared colour scale."""
-    from tinybert import BertModel, no_grad
+    from tinybert import no_grad
     from tinybert.tokenizer import Tokenizer
     model = load_pretrained(WEIGHTS).eval()
     tokenizer = Tokenizer.from_folder(WEIGHTS)
@@ -563,7 +564,7 @@ def smart_delta(run=FULL_RUN):
 def cross_and_bi_encoder():
     """The two arrangements of chapter 11 on one STS pair: the tokens each feeds the encoder
     (from tinybert's tokenizer), and the untrained MiniLM's cosine of the pair (tinybert)."""
-    from tinybert import BertModel, no_grad
+    from tinybert import no_grad
     from tinybert.tokenizer import Tokenizer
     tokenizer = Tokenizer.from_folder(WEIGHTS)
     model = load_pretrained(WEIGHTS).eval()

@@ -371,7 +371,7 @@ def test_reported_results_equal_the_committed_runs(document):
 # what a row's command must share with the run it links; runs made before the
 # --TASK_batches_per_step flags existed drew one batch of each task per step, those made before
 # --head_lr_factor, --smart_tasks, --smart_every and --TASK_loss_weight trained with their defaults
-# (train.SETTINGS_BEFORE_THEY_EXISTED)
+# (tinybert.run.session.SETTINGS_BEFORE_THEY_EXISTED)
 RECIPE = ("task", "pcgrad", "smart", "cos", "epochs", "steps_per_epoch", "lr", "warmup", "weight_decay", "clip",
           "batch_size", "hidden_dropout_prob", "max_len", "seed", "sst_batches_per_step",
           "para_batches_per_step", "sts_batches_per_step", "head_lr_factor", "smart_tasks", "smart_every",
@@ -386,7 +386,10 @@ def test_reported_commands_reproduce_the_committed_runs(document):
     import json
     import shlex
     import train
-    training_set = functools.lru_cache(train.load_task)
+    from tinybert.data import BatchStream, default_steps_per_epoch, load_task
+    from tinybert.multitask import TASKS
+    from tinybert.run.session import SETTINGS_BEFORE_THEY_EXISTED
+    training_set = functools.lru_cache(load_task)
     for line in document.read_text(encoding="utf-8").splitlines():
         linked = re.search(r"results/([\w.+-]+)/?\)", line)
         command = re.search(r"`python train\.py ([^`]*)`", line)
@@ -394,16 +397,16 @@ def test_reported_commands_reproduce_the_committed_runs(document):
             continue
         args = train.parse_args(shlex.split(command.group(1)) + ["--data_dir", str(data_dir())])
         if args.steps_per_epoch is None:
-            tasks = list(train.TASKS) if args.task == "all" else [args.task]
-            streams = {t: train.BatchStream(0, training_set(t, getattr(args, f"{t}_train")), args.batch_size, 0)
+            tasks = list(TASKS) if args.task == "all" else [args.task]
+            streams = {t: BatchStream(0, training_set(t, getattr(args, f"{t}_train")), args.batch_size, 0)
                        for t in tasks}
-            args.steps_per_epoch = train.default_steps_per_epoch(
+            args.steps_per_epoch = default_steps_per_epoch(
                 streams, {t: getattr(args, f"{t}_batches_per_step") for t in tasks})
         recorded = json.loads((DOCS / "results" / linked.group(1) / "args.json").read_text(encoding="utf-8"))
         for key in RECIPE:
             if key.startswith("smart_") and not args.smart:  # inert without --smart
                 continue
-            before_the_flag = 1 if key.endswith("_batches_per_step") else train.SETTINGS_BEFORE_THEY_EXISTED.get(key)
+            before_the_flag = 1 if key.endswith("_batches_per_step") else SETTINGS_BEFORE_THEY_EXISTED.get(key)
             wanted = recorded.get(key, before_the_flag)
             assert getattr(args, key) == wanted, (f"{document.name}: {command.group(0)} has --{key}={getattr(args, key)}, "
                                                   f"results/{linked.group(1)} was trained with {wanted}")
@@ -464,7 +467,7 @@ TERMS = {
     "dropout": (4, r"\bdropout\b"),
     "attention": (4, r"\battention\b"),
     "fine-tuning": (4, r"\bfine-tun"),
-    "from_pretrained": (5, r"\bfrom_pretrained\b"),
+    "load_pretrained": (5, r"\bload_pretrained\b"),
     "safetensors": (5, r"\bsafetensors\b"),
     "epoch": (5, r"\bepochs?\b"),
     "tokenizer": (6, r"\btokeni[sz]er\b"),

@@ -213,11 +213,8 @@ class ProximalPoint:
         (its embedding layer included). The averaged model runs in the student's mode and
         replays it, so both drop the same units and D_Breg = 0 when theta~ = theta. (Without
         the snapshot, in train mode, it would draw its own masks: D_Breg would then mostly
-        measure the disagreement of two dropout masks.)
-
-        The averaged forward records no graph because no parameter requires a gradient
-        (``parameters_frozen``), not because of ``no_grad``: under no_grad the encoder splits
-        the batch by rows across cores, and each part would draw its own dropout masks."""
+        measure the disagreement of two dropout masks.) The averaged forward records no graph
+        because no parameter requires a gradient (``parameters_frozen``)."""
         with parameters_frozen(model), self.swapped_in(model), _replayed(dropout_rng):
             target = model(batch)                                # graph-free: nothing requires a gradient
         return model.divergence(batch.task, output, Tensor(target.data))

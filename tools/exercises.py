@@ -298,7 +298,8 @@ def check_attention(attention):
     def heads(a):                                                   # (B, T, C) -> (B, nh, T, hs)
         return a.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)
     q, k, v = (heads(x @ linear.weight.data + linear.bias.data) for linear in (layer.query, layer.key, layer.value))
-    right = heads(layer(Tensor(x), BertModel.additive_mask(mask, np.float64)).numpy())
+    additive_mask = (1.0 - mask[:, None, None, :]) * np.finfo(np.float64).min       # as BertModel.forward builds it
+    right = heads(layer(Tensor(x), additive_mask).numpy())
     yours = as_array("the context", call(attention, q, k, v, mask), right.shape,
                      "the context has q's shape (B, nh, T, hs): probs (B, nh, T, T) @ v")
 
