@@ -188,12 +188,7 @@ def test_bi_encoder_pair_shares_one_norm_per_example():
     # by less (each sentence divided by its own norm would move both by eta).
     model, batch = tiny_model(cos=True), batch_for("sts", cos=True)
     config = SmartConfig(variant="paper", sigma=1e-2, epsilon=100.0, eta=1.0)
-    embedded = model.embed(batch)
-    clean = model.head_output(batch, embedded)
-    backend.seed(0)
-    start = adversarial_perturbation(model, batch, embedded, clean, dataclasses.replace(config, steps=0))
-    backend.seed(0)
-    stepped = adversarial_perturbation(model, batch, embedded, clean, config)
+    embedded, clean, start, stepped = start_and_one_step(model, batch, config)
     moves = np.stack([np.abs(new - old).max(axis=(1, 2)) for new, old in zip(stepped, start)])   # (2 sentences, B)
     assert np.all(moves.min(axis=0) < 0.99 * config.eta), moves
     np.testing.assert_allclose(moves.max(axis=0), config.eta, rtol=1e-12)
@@ -225,6 +220,17 @@ def test_perturbation_stats_count_real_tokens_at_the_bound():
     assert stats == {"delta_linf": 0.5, "delta_at_eps": 3 / 10}
 
 
+def start_and_one_step(model, batch, config):
+    """(embedded, clean output, the start noise delta_0, delta after the ascent steps), both
+    perturbations from the same draws."""
+    embedded = model.embed(batch)
+    clean = model.head_output(batch, embedded)
+    backend.seed(0)
+    start = adversarial_perturbation(model, batch, embedded, clean, dataclasses.replace(config, steps=0))
+    backend.seed(0)
+    return embedded, clean, start, adversarial_perturbation(model, batch, embedded, clean, config)
+
+
 @pytest.mark.parametrize("variant", ["paper", "mtdnn"])
 @pytest.mark.parametrize("task,cos", CASES)
 def test_ascent_step_uses_the_gradient_of_l_s_at_the_start_noise(task, cos, variant):
@@ -232,12 +238,7 @@ def test_ascent_step_uses_the_gradient_of_l_s_at_the_start_noise(task, cos, vari
     # with delta_0 (steps=0: the start noise) and the gradient computed here independently
     model, batch = tiny_model(cos), batch_for(task, cos)
     config = SmartConfig(variant=variant, sigma=1e-2, epsilon=1.0, eta=1e-2)
-    embedded = model.embed(batch)
-    clean = model.head_output(batch, embedded)
-    backend.seed(0)
-    start = adversarial_perturbation(model, batch, embedded, clean, dataclasses.replace(config, steps=0))
-    backend.seed(0)
-    stepped = adversarial_perturbation(model, batch, embedded, clean, config)
+    embedded, clean, start, stepped = start_and_one_step(model, batch, config)
     deltas = [Tensor(d, requires_grad=True) for d in start]
     output = model.head_output(batch, [Tensor(x.data) + d for x, d in zip(embedded, deltas)])
     model.divergence(task, output, Tensor(clean.data)).backward()
