@@ -11,7 +11,9 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-from tinybert import BertModel, backend, convert, no_grad, ops
+import tinybert
+from tinybert import BertConfig, BertModel, backend, convert, model as model_module, no_grad, ops
+from tinybert.convert import load_pretrained, save_pretrained
 from conftest import assert_close
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -66,7 +68,6 @@ def test_tiny_bert_matches_committed_reference():
 torch = pytest.importorskip("torch", reason="the live reference needs PyTorch (make setup installs it)")
 transformers = pytest.importorskip("transformers")
 from fixtures.make_fixtures import CONFIG, reference_inputs, run_reference  # noqa: E402
-from tinybert.convert import load_pretrained, save_pretrained
 
 
 def padded_pairs(vocab_size, seed=0):
@@ -159,6 +160,30 @@ def test_save_pretrained_round_trip(tmp_path):
     assert config["format"] == convert.FORMAT
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, "float64", np.dtype("float32")])
+def test_load_pretrained_takes_a_numpy_dtype_class_or_name(dtype):
+    model = load_pretrained(FIXTURES / "tiny_bert_hf", dtype=dtype)
+    assert model.embeddings.word.weight.dtype == np.dtype(dtype)
+    assert model.config.dtype == np.dtype(dtype).name
+
+
+def test_parameter_shapes_are_the_shapes_of_the_model():
+    config = BertConfig(vocab_size=11, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=12, max_position_embeddings=16)
+    assert convert.parameter_shapes(config) == {name: p.shape for name, p in BertModel(config).named_parameters()}
+
+
+def test_loading_a_hugging_face_folder_does_not_change_what_the_seed_draws(tmp_path):
+    tinybert_folder = tmp_path / "converted"
+    convert.convert_hf_folder(str(FIXTURES / "tiny_bert_hf"), str(tinybert_folder))
+    draws = {}
+    for name, folder in (("tinybert folder", tinybert_folder), ("hugging face folder", FIXTURES / "tiny_bert_hf")):
+        backend.seed(11711)
+        load_pretrained(folder)
+        draws[name] = backend.rng().random(8)
+    assert np.array_equal(draws["tinybert folder"], draws["hugging face folder"])
+
+
 def test_bert_prefix_and_buffers_are_accepted(tmp_path):
     folder = tmp_path / "prefixed"
     folder.mkdir()
@@ -218,6 +243,13 @@ def test_missing_and_unexpected_tensors_are_named(tmp_path):
     save_file(tensors, folder / "model.safetensors")
     with pytest.raises(KeyError, match="unexpected tensor 'encoder.layer.9.extra.weight'"):
         load_pretrained(folder)
+
+
+def test_the_model_output_record_is_not_named_like_transformers_ffn_layer():
+    # transformers' BertOutput is the feed-forward sub-layer; what BertModel returns is EncoderOutput
+    assert not hasattr(model_module, "BertOutput") and not hasattr(tinybert, "BertOutput")
+    model = load_pretrained(FIXTURES / "tiny_bert_hf")
+    assert type(model(np.array([[2, 5, 3]]))).__name__ == "EncoderOutput"
 
 
 def test_sequence_longer_than_the_position_table_is_a_clear_error():

@@ -13,12 +13,12 @@ import pytest
 from conftest import assert_close
 from test_multitask import FIXTURE, batch_for
 from test_train import interrupt_after_optimizer_step, records, run, tiny_weights  # noqa: F401  (a fixture)
+import tinybert.fast  # noqa: F401  (the fast kernels, so that both paths can be compared under TINYBERT_FAST=0 too)
 from tinybert import backend
-from tinybert.run import checkpoint
-from tinybert.model import BertModel
-from tinybert.multitask import MultitaskBert
-from tinybert.seam import fast_path
 from tinybert.convert import load_pretrained
+from tinybert.multitask import MultitaskBert
+from tinybert.run import checkpoint
+from tinybert.seam import fast_path
 
 pytestmark = pytest.mark.cuda
 

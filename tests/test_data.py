@@ -226,7 +226,7 @@ def test_sample_data_has_every_label():
 
 
 def test_sample_data_matches_its_generator(tmp_path, monkeypatch):
-    script = SAMPLE_DATA_DIR / "make_sample.py"
+    script = Path(__file__).resolve().parents[1] / "tools" / "make_sample.py"
     spec = importlib.util.spec_from_file_location("make_sample", script)
     make_sample = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_sample)

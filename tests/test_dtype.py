@@ -2,7 +2,12 @@
 head, AdamW) must not make a single float64 array. A stray float64 (an np.float64 scalar, a
 float64 constant) silently doubles the memory and roughly halves the speed of every op after
 it (docs/performance-log.md). Every op output is recorded by wrapping Tensor.from_op for the
-duration of the test; gradients, optimizer moments and parameters are checked after the step."""
+duration of the test; gradients, optimizer moments and parameters are checked after the step.
+
+Also the dtype rule of a new Tensor (its docstring), the same on NumPy and CuPy: an array keeps
+its dtype, a number or list of floats becomes float32."""
+import types
+
 import numpy as np
 import pytest
 
@@ -57,3 +62,31 @@ def test_training_step_is_float32_throughout(op_dtypes):
         assert p.grad.dtype == np.float32, f"gradient of {name} is {p.grad.dtype}"
     for m, v in zip(optimizer.exp_avg, optimizer.exp_avg_sq):
         assert m.dtype == v.dtype == np.float32
+
+
+@pytest.mark.parametrize("data, dtype", [
+    ([1.0, 2.0], np.float32), (1.5, np.float32), (np.float64(1.5), np.float32),  # numbers, lists: float32
+    ([1, 2], np.int64), (True, np.bool_),                                        # ...when they hold floats
+    (np.array([1.0]), np.float64), (np.array([1.0], np.float16), np.float16),    # an array keeps its dtype
+    (np.array([1, 2], np.int32), np.int32)])
+def test_a_new_tensor_follows_the_dtype_rule(data, dtype):
+    assert Tensor(data).dtype == dtype
+    assert Tensor(Tensor(data)).dtype == dtype
+
+
+def test_dtype_overrides_the_rule_and_non_numbers_are_refused():
+    assert Tensor([1.0], dtype=np.float64).dtype == np.float64
+    assert Tensor(np.ones(2), dtype=np.float32).dtype == np.float32
+    for data in ("a", None, np.array(["a"]), np.array([1j])):
+        with pytest.raises(TypeError, match="holds numbers"):
+            Tensor(data)
+
+
+def test_a_numpy_array_keeps_its_dtype_on_another_backend_too(monkeypatch):
+    # On CuPy a NumPy array is not the backend's array type; it used to become float32 there
+    # (and only there). A stand-in backend whose array type is not NumPy's plays CuPy's part.
+    class DeviceArray(np.ndarray):
+        pass
+    monkeypatch.setattr(backend, "xp", types.SimpleNamespace(**{**vars(np), "ndarray": DeviceArray}))
+    assert Tensor(np.array([1.0])).dtype == np.float64
+    assert Tensor([1.0]).dtype == np.float32

@@ -17,8 +17,8 @@ from test_train import (ROOT, arguments, assert_same_run, checkpoint_arrays, exi
                         interrupt_after_optimizer_step, records, run, tiny_weights)
 import train  # noqa: E402  (test_train put the repository root on sys.path)
 from tinybert import convert
-from tinybert.run import checkpoint, files, machine
-from tinybert.model import BertModel
+from tinybert.run import checkpoint, files, machine, session
+from tinybert.run.session import TrainingRun
 from tinybert.multitask import MultitaskBert
 from tinybert.tensor import Tensor
 from tinybert.convert import load_pretrained
@@ -34,28 +34,43 @@ def main_error(argv):
 
 
 # ---------------------------------------------------------------- flags
-BAD_FLAGS = [("--batch_size", "0"), ("--hidden_dropout_prob", "1"), ("--epochs", "0"), ("--lr", "nan"),
-             ("--lr", "inf"), ("--lr", "0"), ("--eval_batch_size", "0"), ("--max_len", "3"), ("--warmup", "1"),
-             ("--clip", "0"), ("--steps_per_epoch", "0"), ("--seed", "-1"), ("--save_every_minutes", "-1"),
-             ("--max_loss_factor", "1"), ("--smart_beta", "1"), ("--smart_epsilon", "0"), ("--weight_decay", "nan"),
-             ("--head_lr_factor", "0")]
+BAD_FLAGS = [("--batch_size", "0", "[1, inf)"), ("--hidden_dropout_prob", "1", "[0, 1)"), ("--epochs", "0", "(0, inf)"),
+             ("--lr", "nan", "(0, inf)"), ("--lr", "inf", "(0, inf)"), ("--lr", "0", "(0, inf)"),
+             ("--lr", "-1", "(0, inf)"), ("--eval_batch_size", "0", "[1, inf)"), ("--max_len", "3", "[4, inf)"),
+             ("--warmup", "1", "[0, 1)"), ("--clip", "0", "(0, inf)"), ("--steps_per_epoch", "0", "[1, inf)"),
+             ("--seed", "-1", "[0, inf)"), ("--save_every_minutes", "-1", "[0, inf)"),
+             ("--max_loss_factor", "1", "(1, inf)"), ("--smart_beta", "1", "[0, 1)"), ("--smart_epsilon", "0", "(0, inf)"),
+             ("--weight_decay", "nan", "[0, inf)"), ("--head_lr_factor", "0", "(0, inf)"),
+             ("--para_batches_per_step", "0", "[1, inf)")]
 
 
-@pytest.mark.parametrize("flag,value", BAD_FLAGS)
-def test_a_numeric_flag_out_of_range_is_one_usage_line(flag, value, capsys):
+@pytest.mark.parametrize("flag,value,interval", BAD_FLAGS)
+def test_a_numeric_flag_out_of_range_is_one_usage_line(flag, value, interval, capsys):
     with pytest.raises(SystemExit) as error:
         train.parse_args([flag, value])
     assert error.value.code == 2
-    assert f"argument {flag}: must be in {train.FLAG_RANGES[flag[2:]]}, got " in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"argument {flag}: must be in {interval}, got " in err and "Traceback" not in err
+    if value == "-1" and flag == "--lr":
+        assert "argument --lr: must be in (0, inf), got -1.0" in err
 
 
-def test_every_numeric_flag_has_a_range():
-    parser_defaults = vars(train.parse_args([]))
-    numeric = {name for name, value in parser_defaults.items()
+def numeric_flags():
+    """{flag name: default} of every flag whose value is a number (--steps_per_epoch's default is None)."""
+    defaults = vars(train.parse_args([]))
+    numeric = {name: value for name, value in defaults.items()
                if isinstance(value, (int, float)) and not isinstance(value, bool)}
-    numeric.add("steps_per_epoch")  # default None, an int when given
-    batches = {f"{task}_batches_per_step" for task in train.BATCHES_PER_STEP}  # positive_int checks those
-    assert numeric - batches == set(train.FLAG_RANGES)
+    return {**numeric, "steps_per_epoch": 1}
+
+
+@pytest.mark.parametrize("name", sorted(numeric_flags()))
+def test_every_numeric_flag_has_a_range(name, capsys):
+    # NaN lies in no range; every integer flag counts something (at least 0)
+    bad = "-1" if isinstance(numeric_flags()[name], int) else "nan"
+    with pytest.raises(SystemExit) as error:
+        train.parse_args([f"--{name}", bad])
+    assert error.value.code == 2
+    assert f"argument --{name}: must be in " in capsys.readouterr().err
 
 
 def test_resume_and_overwrite_together_are_refused(capsys):
@@ -110,7 +125,7 @@ def test_a_failure_after_the_epoch_keeps_the_epoch(tiny_weights, tmp_path, monke
     with monkeypatch.context() as patch:
         def fail(*_):
             raise OSError("No space left on device")
-        patch.setattr(train, "evaluate_epoch", fail)
+        patch.setattr(TrainingRun, "evaluate", fail)
         with pytest.raises(OSError):
             run(tiny_weights, tmp_path / "b", *recipe, epochs=2)
     assert checkpoint.load(tmp_path / "b" / "last")[1]["step"] == 3
@@ -139,7 +154,7 @@ def test_resume_trims_what_the_log_holds_past_the_checkpoint(tmp_path):
     lines.insert(7, {"type": "eval", "step": 6, "epoch": 2})
     log = tmp_path / "metrics.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"type": "st')
-    train.trim_log(str(log), {"step": 6, "evaluated_epoch": 1}, 3)
+    session.trim_log(str(log), {"step": 6, "evaluated_epoch": 1})
     kept = [json.loads(line) for line in log.read_text().splitlines()]
     assert kept == [r for r in lines if r["step"] <= 6 and r != {"type": "eval", "step": 6, "epoch": 2}]
 
@@ -181,12 +196,12 @@ def test_an_exploding_loss_stops_and_is_never_best(tiny_weights, tmp_path, monke
         return real_loss(self, batch, output) * (1e6 if len(calls) >= 5 else 1.0)
     monkeypatch.setattr(MultitaskBert, "loss", loss)
     best_before = []
-    real_evaluate = train.evaluate_epoch
+    real_evaluate = TrainingRun.evaluate
 
-    def evaluate(*args):
-        real_evaluate(*args)
+    def evaluate(self):
+        real_evaluate(self)
         best_before.append(checkpoint_arrays(tmp_path / "best"))
-    monkeypatch.setattr(train, "evaluate_epoch", evaluate)
+    monkeypatch.setattr(TrainingRun, "evaluate", evaluate)
     message = main_error(arguments(tiny_weights, tmp_path, "--task", "sst", epochs=2))
     assert "step 5" in message and "over 100 x its first value" in message and "lower --lr" in message
     assert f"the last good checkpoint in {tmp_path / 'last'} is kept" in message
@@ -211,7 +226,7 @@ def test_nan_before_any_checkpoint_does_not_claim_one(tiny_weights, tmp_path, mo
 
 
 def test_non_finite_dev_scores_are_never_best(tiny_weights, tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "metric", lambda *_: float("nan"))
+    monkeypatch.setattr(session, "metric", lambda *_: float("nan"))
     message = main_error(arguments(tiny_weights, tmp_path, "--task", "sst"))
     assert "not kept as best/" in message
     assert not (tmp_path / "best").exists()

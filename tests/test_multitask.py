@@ -9,7 +9,6 @@ import torch.nn.functional as torch_F
 
 from tinybert import backend
 from tinybert.data import PairExample, SentenceExample
-from tinybert.model import BertModel
 from tinybert.multitask import SENTIMENT_CLASSES, MultitaskBert, TaskBatch, encode_batch
 from tinybert.tensor import Tensor, no_grad
 from tinybert.tokenizer import Tokenizer
@@ -59,7 +58,7 @@ def test_head_output_shapes(model, task, shape):
     with no_grad():
         output = model(batch_for(task, model.cos))
     assert output.shape == shape and output.data.dtype == np.float64
-    assert model.predictions(task, output).shape == (B,)
+    assert model.predictions(task, output.data).shape == (B,)
 
 
 def test_heads_read_the_mean_of_the_real_tokens(model):
@@ -97,18 +96,29 @@ def test_cos_mode_predicts_a_cosine_mapped_to_0_5():
     np.testing.assert_allclose(output.data, cosine, rtol=1e-8)
     assert np.all(np.abs(output.data) <= 1.0)
     # predictions: 5 * cosine, negative cosines (dissimilar) clipped to 0
-    outputs = Tensor(np.array([-1.0, -0.2, 0.0, 0.5, 1.0]))
+    outputs = np.array([-1.0, -0.2, 0.0, 0.5, 1.0])
     np.testing.assert_allclose(model.predictions("sts", outputs), [0.0, 0.0, 0.0, 2.5, 5.0])
-    assert np.all((model.predictions("sts", output) >= 0) & (model.predictions("sts", output) <= 5))
+    assert np.all((model.predictions("sts", output.data) >= 0) & (model.predictions("sts", output.data) <= 5))
 
 
 def test_predictions_of_the_classifiers_and_the_regression():
     backend.seed(0)
     model = MultitaskBert(load_pretrained(FIXTURE, dtype="float64"), cos=False)
-    logits = Tensor(np.array([[0.1, 2.0, -1.0, 0.0, 0.3], [5.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.1]]))
+    logits = np.array([[0.1, 2.0, -1.0, 0.0, 0.3], [5.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.1]])
     np.testing.assert_array_equal(model.predictions("sst", logits), [1, 0, 4])
-    np.testing.assert_array_equal(model.predictions("para", Tensor(np.array([-0.5, 0.0, 2.0]))), [0, 0, 1])
-    np.testing.assert_allclose(model.predictions("sts", Tensor(np.array([4.2, 0.3]))), [4.2, 0.3])
+    np.testing.assert_array_equal(model.predictions("para", np.array([-0.5, 0.0, 2.0])), [0, 0, 1])
+    np.testing.assert_allclose(model.predictions("sts", np.array([4.2, 0.3])), [4.2, 0.3])
+
+
+def test_rows_of_a_batch_are_the_batch_of_those_rows():
+    batch = batch_for("sts", cos=True)
+    part = batch.rows(slice(1, 3))
+    assert part.task == "sts" and part.ids == ["b", "c"] and part.labels.tolist() == LABELS["sts"][1:3].tolist()
+    assert len(part.segments) == 2
+    for whole, sliced in zip(batch.segments, part.segments, strict=True):
+        assert whole.keys() == sliced.keys()
+        assert all(np.array_equal(sliced[key], whole[key][1:3]) for key in whole)   # padded as the whole batch
+    assert batch_for("sst", cos=False, labelled=False).rows(slice(0, 1)).labels is None
 
 
 # ---------------------------------------------------------------- losses

@@ -10,6 +10,7 @@ errors of a few float32 ulps (1.2e-7 each) per op are expected: 2e-6 for one op 
 1e-12 in float64; six layers of a BERT accumulate more, hence 2e-5 there.
 """
 import ast
+import importlib
 import os
 import subprocess
 import sys
@@ -17,34 +18,48 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors.numpy import load_file
 
-from tinybert import BertModel, Tensor, fast, functional as F, no_grad, ops, optim, seam
-from tinybert.fast import parallel
-from tinybert.model import BertModel as ModelClass
-from conftest import assert_close, relative_error
+from tinybert import Tensor, fast, functional as F, no_grad, ops, optim, seam
 from tinybert.convert import load_pretrained
+from tinybert.fast import parallel
+from tinybert.multitask import MultitaskBert, TaskBatch
+from tinybert.run import evaluation
+from conftest import assert_close, relative_error
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 OP_TOLERANCE = {np.float32: 2e-6, np.float64: 1e-12}
-REFERENCE_FILES = ["tensor.py", "ops.py", "functional.py", "nn.py", "model.py", "optim.py", "backend.py", "paths.py"]
+REFERENCE_FILES = ["tensor.py", "ops.py", "functional.py", "nn.py", "model.py", "optim.py", "backend.py", "seam.py",
+                   "run/evaluation.py"]
+
+
+def modules_with_marked_functions():
+    """The modules of tinybert/ outside tinybert/fast/ with a function decorated
+    ``@seam.has_fast_kernel`` (found in the source with ast, then imported)."""
+    modules = []
+    for path in sorted((ROOT / "tinybert").rglob("*.py")):
+        if "fast" in path.relative_to(ROOT / "tinybert").parts[:-1]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and any(
+                    isinstance(d, ast.Attribute) and d.attr == "has_fast_kernel" for d in node.decorator_list):
+                modules.append(".".join(path.relative_to(ROOT).with_suffix("").parts))
+                break
+    return modules
 
 
 def marked_functions():
     """{kernel name: reference function} of every function marked @seam.has_fast_kernel."""
     marked = {}
-    for module in (ops, F, optim):
-        for value in vars(module).values():
+    for name in modules_with_marked_functions():
+        for value in vars(importlib.import_module(name)).values():
             if hasattr(value, "reference"):
                 marked[seam.kernel_name(value.reference)] = value.reference
-    for value in vars(ModelClass).values():
-        if hasattr(value, "reference"):
-            marked[seam.kernel_name(value.reference)] = value.reference
     return marked
 
 
 def test_every_marked_function_has_a_kernel_and_every_kernel_a_reference():
+    assert "tinybert.run.evaluation" in modules_with_marked_functions()
     assert set(marked_functions()) == set(fast.KERNELS)
 
 
@@ -144,27 +159,62 @@ def test_adamw_kernel_agrees_with_reference_over_steps(dtype):
         assert relative_error(ours, expected) < OP_TOLERANCE[dtype], name
 
 
-def tiny_inputs():
-    reference = load_file(FIXTURES / "tiny_bert_reference.safetensors")
-    return reference["input_ids"], reference["attention_mask"], reference["token_type_ids"]
+def padded_rows(rows=7, length=11, vocab=99, seed=0):
+    """``rows`` sentences of different lengths for the tiny fixture BERT, padded to ``length``."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, length + 1, size=rows)
+    mask = (np.arange(length)[None] < lengths[:, None]).astype(np.int64)
+    return {"input_ids": np.where(mask == 1, rng.integers(5, vocab, size=(rows, length)), 0),
+            "attention_mask": mask, "token_type_ids": (np.arange(length)[None] >= lengths[:, None] // 2) * mask}
+
+
+def in_row_slices_on_both_paths(forward, rows, monkeypatch):
+    """{fast on: run.evaluation.in_row_slices(forward, rows)} without a graph, the fast path's
+    split over three cores; also the slices the fast path ran ``forward`` on."""
+    results, slices = {}, []
+    with no_grad(), seam.fast_path(False):
+        results[False] = evaluation.in_row_slices(forward, rows)
+    monkeypatch.setattr(parallel, "cores", lambda: 3)
+
+    def recording(rows_slice):
+        slices.append((rows_slice.start, rows_slice.stop))
+        return forward(rows_slice)
+    with no_grad(), seam.fast_path(True):
+        results[True] = evaluation.in_row_slices(recording, rows)
+    return results, sorted(slices)
 
 
 def test_evaluation_split_across_cores_equals_the_whole_batch(monkeypatch):
-    """With no graph to record, each core encodes its own rows (fast.parallel.over_batch):
-    every layer's output must be the whole batch's."""
-    input_ids, attention_mask, token_type_ids = tiny_inputs()
+    """With no graph to record, each core runs the model on its own rows (the fast kernel of
+    run.evaluation.in_row_slices, over fast.parallel.over_batch): every layer's output must be
+    the whole batch's."""
+    batch = padded_rows()
     model = load_pretrained(FIXTURES / "tiny_bert_hf", dtype="float64").eval()
-    with seam.fast_path(False):
-        whole = model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, output_hidden_states=True)
-    monkeypatch.setattr(parallel, "cores", lambda: 3)
-    split_sizes, over_batch = [], parallel.over_batch
-    monkeypatch.setattr(parallel, "over_batch", lambda function, size: split_sizes.append(size) or over_batch(function, size))
-    with no_grad(), seam.fast_path(True):
-        split = model(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, output_hidden_states=True)
-    assert split_sizes == [len(input_ids)]
-    for i, (ours, expected) in enumerate(zip(split.hidden_states, whole.hidden_states, strict=True)):
-        assert_close(f"hidden_states[{i}]", ours.data, expected.data, atol=1e-12)
-    assert_close("pooler_output", split.pooler_output.data, whole.pooler_output.data, atol=1e-12)
+
+    def hidden_states(rows):    # (rows, layers + 1, T, C), then the pooler's output flattened beside it
+        out = model(batch["input_ids"][rows], attention_mask=batch["attention_mask"][rows],
+                    token_type_ids=batch["token_type_ids"][rows], output_hidden_states=True)
+        stacked = np.stack([h.numpy() for h in out.hidden_states], axis=1)
+        return np.concatenate([stacked.reshape(len(stacked), -1), out.pooler_output.numpy()], axis=1)
+    results, slices = in_row_slices_on_both_paths(hidden_states, len(batch["input_ids"]), monkeypatch)
+    assert slices[0][0] == 0 and slices[-1][1] == len(batch["input_ids"])          # every row, once, in order
+    assert all(stop == start for (_, stop), (start, _) in zip(slices, slices[1:]))
+    if parallel._openblas() is not None:
+        assert len(slices) > 1, "the fast path did not split the rows"
+    assert_close("hidden states and pooler output", results[True], results[False], atol=1e-12)
+
+
+@pytest.mark.parametrize("task,cos", [("sst", False), ("para", False), ("sts", True)])
+def test_heads_split_across_cores_equal_the_whole_batch(task, cos, monkeypatch):
+    """What evaluation runs: the task head on TaskBatch.rows of a batch, in eval mode."""
+    from tinybert import backend
+    backend.seed(0)
+    model = MultitaskBert(load_pretrained(FIXTURES / "tiny_bert_hf", dtype="float64"), cos=cos).eval()
+    segments = [padded_rows(seed=1)] + ([padded_rows(seed=2)] if cos else [])
+    batch = TaskBatch(task, [f"id{i}" for i in range(7)], segments)
+    results, _ = in_row_slices_on_both_paths(lambda rows: model(batch.rows(rows)).numpy(), 7, monkeypatch)
+    assert results[True].shape == ((7, 5) if task == "sst" else (7,))
+    assert_close(f"{task} head output", results[True], results[False], atol=1e-12)
 
 
 def minilm_batch(rows=4, length=16, seed=0):
@@ -233,9 +283,19 @@ def python(code, fast):
                           check=True, cwd=ROOT).stdout.split()
 
 
-def test_importing_tinybert_loads_no_fast_kernel_and_starts_no_thread():
+def test_importing_tinybert_starts_no_thread():
+    # tinybert.fast is imported with tinybert (unless TINYBERT_FAST=0), but its threads start
+    # only when a kernel first runs
     code = "import sys, threading, tinybert; print('tinybert.fast' in sys.modules, threading.active_count())"
-    assert python(code, "1") == ["False", "1"]
+    assert python(code, "1") == ["True", "1"]
+    assert python(code, "0") == ["False", "1"]
+
+
+def test_the_fast_path_cannot_be_switched_on_before_its_kernels_are_imported():
+    code = ("import tinybert; from tinybert import seam\n"
+            "try:\n    seam.use_fast_path(True)\nexcept RuntimeError as error:\n    print('refused', seam.fast_path_on())\n"
+            "import tinybert.fast; seam.use_fast_path(True); print(seam.fast_path_on())")
+    assert python(code, "0") == ["refused", "False", "True"]
 
 
 def test_tinybert_fast_0_keeps_the_fast_path_out_of_a_training_step():
@@ -270,10 +330,45 @@ def identifiers(path):
     return names
 
 
+def imports_fast(path):
+    """Whether ``path`` imports tinybert.fast or a module of it, at module level or inside a
+    function (``import tinybert.fast``, ``from tinybert import fast``, ``from . import fast``,
+    ``from .fast import x``, ``from .. import fast``...)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            if any(alias.name == "tinybert.fast" or alias.name.startswith("tinybert.fast.") for alias in node.names):
+                return True
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level == 0:
+                if module == "tinybert.fast" or module.startswith("tinybert.fast."):
+                    return True
+                if module == "tinybert" and any(alias.name == "fast" for alias in node.names):
+                    return True
+            elif module == "fast" or module.startswith("fast.") or (
+                    module in ("", "tinybert") and any(alias.name == "fast" for alias in node.names)):
+                return True
+    return False
+
+
 @pytest.mark.parametrize("name", REFERENCE_FILES)
 def test_reference_files_hold_no_thread_block_or_allocator_code(name):
     used = identifiers(ROOT / "tinybert" / name)
     offending = sorted(n for n in used for word in FORBIDDEN if word.lower() in n.lower())
     assert not offending, f"tinybert/{name} uses {offending}: speed code belongs in tinybert/fast/"
-    if name != "paths.py":
-        assert "fast" not in used, f"tinybert/{name} imports tinybert.fast: only paths.py may, on first use"
+
+
+@pytest.mark.parametrize("name", REFERENCE_FILES)
+def test_no_reference_file_imports_the_fast_path(name):
+    # seam.py included: tinybert.fast hands its kernels to the seam (seam.provide), never the
+    # other way round
+    assert not imports_fast(ROOT / "tinybert" / name), f"tinybert/{name} imports tinybert.fast"
+
+
+def test_the_fast_import_check_sees_every_spelling(tmp_path):
+    for code in ("import tinybert.fast", "from tinybert import fast", "from . import fast", "from .fast import ops",
+                 "from .. import fast", "def f():\n    from . import fast", "import tinybert.fast.parallel"):
+        (tmp_path / "probe.py").write_text(code + "\n")
+        assert imports_fast(tmp_path / "probe.py"), code
+    (tmp_path / "probe.py").write_text("from . import seam\nfast = seam.fast_path_on()\n")
+    assert not imports_fast(tmp_path / "probe.py")

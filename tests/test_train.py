@@ -20,11 +20,13 @@ if str(ROOT) not in sys.path:  # train.py is a script at the repository root, no
 import train  # noqa: E402
 from tinybert import backend  # noqa: E402
 from tinybert.run import checkpoint, files, machine  # noqa: E402
-from tinybert.data import SAMPLE_DATA_DIR, PairExample, SentenceExample, load_pairs, load_sst  # noqa: E402
+from tinybert.data import (SAMPLE_DATA_DIR, BatchStream, PairExample, SentenceExample,  # noqa: E402
+                           default_steps_per_epoch, load_pairs, load_sst)
 from tinybert.model import BertConfig, BertModel  # noqa: E402
-from tinybert.multitask import MultitaskBert  # noqa: E402
+from tinybert.multitask import TASKS, MultitaskBert  # noqa: E402
 from tinybert.optim import AdamW  # noqa: E402
-from tinybert.convert import load_pretrained, save_pretrained
+from tinybert.convert import load_pretrained, save_pretrained  # noqa: E402
+from tinybert.run.evaluation import metric  # noqa: E402
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # [PAD] = 0 = BertConfig.pad_token_id
 HEADERS = {"sst": "id \t Predicted_Sentiment ", "para": "id \t Predicted_Is_Paraphrase ",
@@ -248,12 +250,12 @@ def test_one_task_alone(tiny_weights, tmp_path, task, cos):
 
 
 def test_batches_per_step_draw_consecutive_batches_of_each_stream(tiny_weights, tmp_path, monkeypatch):
-    real_batch, drawn = train.BatchStream.batch, []
+    real_batch, drawn = BatchStream.batch, []
 
     def batch(self, number):
-        drawn.append((train.TASKS[self.task_index], number))
+        drawn.append((TASKS[self.task_index], number))
         return real_batch(self, number)
-    monkeypatch.setattr(train.BatchStream, "batch", batch)
+    monkeypatch.setattr(BatchStream, "batch", batch)
     run(tiny_weights, tmp_path, "--task", "all", "--sst_batches_per_step", "1", "--para_batches_per_step", "3",
         "--sts_batches_per_step", "2", "--no_test_predictions")
     drawn = drawn[:drawn.index(("sst", 2)) + 6]  # the three steps, before evaluation
@@ -268,17 +270,19 @@ def test_default_epoch_passes_over_every_training_set():
         def __init__(self, count):
             self.count = count
     streams = {"sst": Stream(267), "para": Stream(507), "sts": Stream(189)}
-    assert train.default_steps_per_epoch(streams, {"sst": 1, "para": 2, "sts": 1}) == 267
-    assert train.default_steps_per_epoch(streams, {"sst": 1, "para": 1, "sts": 1}) == 507
-    assert train.default_steps_per_epoch(streams, {"sst": 3, "para": 3, "sts": 1}) == 189
-    assert train.default_steps_per_epoch({"para": Stream(507)}, {"para": 2}) == 254
+    assert default_steps_per_epoch(streams, {"sst": 1, "para": 2, "sts": 1}) == 267
+    assert default_steps_per_epoch(streams, {"sst": 1, "para": 1, "sts": 1}) == 507
+    assert default_steps_per_epoch(streams, {"sst": 3, "para": 3, "sts": 1}) == 189
+    assert default_steps_per_epoch({"para": Stream(507)}, {"para": 2}) == 254
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "two"])
-def test_batches_per_step_must_be_a_positive_integer(value, capsys):
+@pytest.mark.parametrize("value,message", [("0", "must be in [1, inf), got 0"), ("-1", "must be in [1, inf), got -1"),
+                                           ("two", "expected an integer, got 'two'"),
+                                           ("1.5", "expected an integer, got '1.5'")])
+def test_batches_per_step_must_be_a_positive_integer(value, message, capsys):
     with pytest.raises(SystemExit):
         train.parse_args(["--para_batches_per_step", value])
-    assert f"argument --para_batches_per_step: expected a positive integer, got '{value}'" in capsys.readouterr().err
+    assert f"argument --para_batches_per_step: {message}" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- --head_lr_factor, --smart_tasks
@@ -591,9 +595,9 @@ def test_metric_accuracy_by_hand():
     examples = [SentenceExample(f"e{i}", "s", label) for i, label in enumerate([0, 1, 2, 3])]
     # predictions come in the batches' order, not the file's: matched to labels by id
     ids = ["e3", "e0", "e2", "e1"]
-    assert train.metric("sst", examples, ids, np.array([3, 0, 2, 4])) == 0.75
+    assert metric("sst", examples, ids, np.array([3, 0, 2, 4])) == 0.75
     pairs = [PairExample(f"p{i}", "a", "b", label) for i, label in enumerate([1.0, 0.0, 0.0, 1.0, 1.0])]
-    assert train.metric("para", pairs, ["p0", "p1", "p2", "p3", "p4"], np.array([1, 1, 0, 0, 1])) == 0.6
+    assert metric("para", pairs, ["p0", "p1", "p2", "p3", "p4"], np.array([1, 1, 0, 0, 1])) == 0.6
 
 
 def test_metric_pearson_by_hand():
@@ -601,10 +605,10 @@ def test_metric_pearson_by_hand():
     ids = ["p0", "p1", "p2", "p3"]
     # x = 1, 2, 3, 4; y = 1, 3, 2, 4: deviations (-1.5, -.5, .5, 1.5) and (-1.5, .5, -.5, 1.5),
     # sum of products 4, sums of squares 5 and 5: r = 4 / 5 = 0.8
-    assert train.metric("sts", pairs, ids, np.array([1.0, 2.0, 3.0, 4.0], dtype=np.float32)) == pytest.approx(0.8)
-    assert train.metric("sts", pairs, ids, np.array([2.0, 6.0, 4.0, 8.0])) == pytest.approx(1.0)  # r ignores scale
-    assert train.metric("sts", pairs, ids[::-1], np.array([2.0, 6.0, 4.0, 8.0])[::-1]) == pytest.approx(1.0)
-    assert train.metric("sts", pairs, ids, -np.array([1.0, 3.0, 2.0, 4.0])) == pytest.approx(-1.0)
+    assert metric("sts", pairs, ids, np.array([1.0, 2.0, 3.0, 4.0], dtype=np.float32)) == pytest.approx(0.8)
+    assert metric("sts", pairs, ids, np.array([2.0, 6.0, 4.0, 8.0])) == pytest.approx(1.0)  # r ignores scale
+    assert metric("sts", pairs, ids[::-1], np.array([2.0, 6.0, 4.0, 8.0])[::-1]) == pytest.approx(1.0)
+    assert metric("sts", pairs, ids, -np.array([1.0, 3.0, 2.0, 4.0])) == pytest.approx(-1.0)
 
 
 def test_last_checkpoint_is_also_saved_within_an_epoch(tiny_weights, tmp_path, monkeypatch):

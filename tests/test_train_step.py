@@ -16,6 +16,7 @@ from test_smart import HEADS, batch_for, dropout_model, tiny_model
 sys.path.insert(0, str(ROOT))
 import train  # noqa: E402
 from tinybert import backend, pcgrad  # noqa: E402
+from tinybert.multitask import TASKS  # noqa: E402
 from tinybert.optim import AdamW  # noqa: E402
 from tinybert.smart import ProximalPoint, SmartConfig  # noqa: E402
 
@@ -31,7 +32,7 @@ def no_check(task, value):
 def step_args(use_pcgrad, **loss_weights):
     """The flags step_gradients reads: --pcgrad and each --TASK_loss_weight (default 1)."""
     return argparse.Namespace(pcgrad=use_pcgrad, **{f"{task}_loss_weight": loss_weights.get(task, 1.0)
-                                                    for task in train.TASKS})
+                                                    for task in TASKS})
 
 
 def step_batches():
@@ -72,7 +73,7 @@ def test_step_gradients_combine_the_separate_task_gradients(use_pcgrad):
     assert not np.allclose(pcgrad.project(flat, np.random.default_rng(7)), sum(flat), rtol=1e-3)
 
     args = step_args(use_pcgrad)
-    record = train.step_gradients(model, train.shared_parameters(model), batches, args, None, None, np.random.default_rng(7), no_check)
+    record = train.step_gradients(model, batches, args, None, None, np.random.default_rng(7), no_check)
 
     ours = np.concatenate([np.zeros(p.data.size) if p.grad is None else p.grad.reshape(-1) for p in encoder.values()])
     assert_close("encoder gradient", ours, combined, rtol=1e-10, atol=1e-13)
@@ -98,8 +99,7 @@ def test_a_loss_weight_scales_its_own_task_gradient_only():
 
     def one_step(args):
         model.zero_grad()
-        record = train.step_gradients(model, train.shared_parameters(model), batches, args, None, None,
-                                      np.random.default_rng(7), no_check)
+        record = train.step_gradients(model, batches, args, None, None, np.random.default_rng(7), no_check)
         return record, {name: None if p.grad is None else p.grad.copy() for name, p in model.named_parameters()}
     plain_record, _ = one_step(step_args(False))
     record, weighted = one_step(step_args(False, **weights))
@@ -122,8 +122,7 @@ def test_a_loss_weight_scales_its_own_task_gradient_only():
 def test_one_task_keeps_its_plain_gradient():
     model, batches = tiny_model(), {"sst": step_batches()["sst"]}
     expected = separate_gradients(model, batches)["sst"]
-    record = train.step_gradients(model, train.shared_parameters(model), batches, step_args(True),
-                                  None, None, np.random.default_rng(7), no_check)
+    record = train.step_gradients(model, batches, step_args(True), None, None, np.random.default_rng(7), no_check)
     for name, p in model.named_parameters():
         if expected[name] is not None:
             assert_close(name, p.grad, expected[name], rtol=1e-12, atol=1e-15)
@@ -139,8 +138,7 @@ def test_every_batch_loss_is_checked_before_its_backward():
         if len(seen) == 3:
             raise RuntimeError("stop")
     with pytest.raises(RuntimeError, match="stop"):
-        train.step_gradients(model, train.shared_parameters(model), batches, step_args(True),
-                             None, None, np.random.default_rng(7), check_loss)
+        train.step_gradients(model, batches, step_args(True), None, None, np.random.default_rng(7), check_loss)
     expected = [model.loss(b, model(b)).item() for b in batches["sst"] + batches["para"][:1]]
     assert [(task, value) for task, value, _ in seen] == [("sst", expected[0]), ("sst", expected[1]), ("para", expected[2])]
     assert [had_gradient for _, _, had_gradient in seen] == [False, True, False]  # the encoder is clean for para
@@ -159,7 +157,7 @@ def test_smart_tasks_add_smart_to_those_tasks_only():
     def one_step(smart_config):
         backend.seed(0)
         model.zero_grad()
-        record = train.step_gradients(model, train.shared_parameters(model), batches, args, smart_config,
+        record = train.step_gradients(model, batches, args, smart_config,
                                       proximal, np.random.default_rng(7), no_check)
         return record, {name: None if p.grad is None else p.grad.copy() for name, p in model.named_parameters()}
     record, gradients = one_step(config)

@@ -114,8 +114,9 @@ def parameter_shapes(config):
         module, kind = name.rsplit(".", 1)
         if name in shapes:
             continue
-        if module.rsplit(".", 1)[-1] in linears or module == "pooler":
-            fan_in, fan_out = linears.get(module.rsplit(".", 1)[-1], (C, C))
+        part = module.split(".", 2)[-1] if module.startswith("layers.") else module   # "attention.query"
+        if part in linears or module == "pooler":
+            fan_in, fan_out = linears.get(part, (C, C))
             shapes[name] = (fan_in, fan_out) if kind == "weight" else (fan_out,)
         else:  # a LayerNorm's gain or shift
             shapes[name] = (C,)

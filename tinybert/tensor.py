@@ -13,6 +13,8 @@ only forward to them.
 """
 import contextlib
 
+import numpy
+
 from . import backend
 
 _grad_enabled = True
@@ -36,7 +38,11 @@ def is_grad_enabled():
 class Tensor:
     """An array plus what is needed to differentiate through it.
 
-    data: the array (float32 by default; float64 in gradient checks).
+    data: the array, on the backend's device. Its dtype, the same rule on NumPy and CuPy:
+        a NumPy or CuPy array (or Tensor) keeps its dtype (gradient checks run in float64);
+        anything else (a Python or NumPy number, a list) becomes float32 if it holds floats,
+        and keeps its integer or bool type otherwise; ``dtype=`` overrides both. Only bool,
+        integer and floating dtypes are accepted.
     grad: d(loss)/d(data), same shape, set by ``backward()`` on leaf tensors.
     requires_grad: whether gradients should flow to (or through) this tensor.
     """
@@ -45,7 +51,7 @@ class Tensor:
         if isinstance(data, Tensor):
             data = data.data
         xp = backend.xp
-        if dtype is None and not isinstance(data, xp.ndarray):
+        if dtype is None and not isinstance(data, (numpy.ndarray, xp.ndarray)):  # a number or a list
             data = xp.asarray(data)
             dtype = xp.float32 if data.dtype.kind == "f" else None
         self.data = xp.asarray(data, dtype=dtype)
@@ -86,18 +92,15 @@ class Tensor:
                 raise RuntimeError(f"backward() needs a gradient for a non-scalar of shape {self.shape}")
             grad = backend.xp.ones_like(self.data)
         grads = {id(self): grad}  # gradients of interior nodes, dropped once used
-        given_out = {id(_memory_owner(grad))}  # arrays a leaf must not keep: the caller's seed, another leaf's
         for node in reversed(_topological_order(self)):
             node_grad = grads.pop(id(node), None)
             if node_grad is None:
                 continue
-            if node._backward is None:  # a leaf
-                owner = _memory_owner(node_grad)
-                if id(owner) in given_out or not getattr(node_grad.flags, "writeable", True):
-                    node_grad = node_grad.copy()   # shared (add hands one array to both inputs) or a read-only view
-                    owner = node_grad
-                given_out.add(id(owner))
-                node.grad = node_grad if node.grad is None else node.grad + node_grad
+            if node._backward is None:  # a leaf: its .grad is its own array, shared with nothing.
+                # The array handed here may be shared (add gives one array to both inputs, the
+                # caller's seed) or a read-only broadcast view (sum): copy it on first receipt;
+                # later contributions are added out of place.
+                node.grad = node_grad.copy() if node.grad is None else node.grad + node_grad
                 continue
             for parent, parent_grad in zip(node._parents, node._backward(node_grad)):
                 if parent_grad is None or not parent.requires_grad:
@@ -166,11 +169,6 @@ class Tensor:
     def sqrt(self): return ops.sqrt(self)
     def tanh(self): return ops.tanh(self)
     def sigmoid(self): return ops.sigmoid(self)
-
-
-def _memory_owner(array):
-    """The array that owns ``array``'s memory (itself, or the base of a view)."""
-    return array if array.base is None else array.base
 
 
 def _topological_order(root):
