@@ -108,10 +108,10 @@ def test_a_long_pair_costs_no_more_than_its_truncated_length(model_folder, refer
     # pair truncation in the tokenizers library grows with the square of the pair's length
     # (huggingface/tokenizers#2035); each side is cut first
     tokenizer = Tokenizer.from_folder(model_folder)
-    tokenizer._backend = RecordingBackend(tokenizer._backend)
+    tokenizer._wordpiece = RecordingBackend(tokenizer._wordpiece)
     first, second = "word " * 3000, "An other sentence, " * 1000
     got = tokenizer.encode([first, "short"], [second, "pair"], max_length=32)
-    pairs = [entry for entry in tokenizer._backend.inputs if isinstance(entry, tuple)]
+    pairs = [entry for entry in tokenizer._wordpiece.inputs if isinstance(entry, tuple)]
     assert len(pairs) == 2 and max(len(text) for pair in pairs for text in pair) < 32 * 10
     expected = reference([first, "short"], [second, "pair"], padding=True, truncation="longest_first",
                          max_length=32, return_tensors="np")

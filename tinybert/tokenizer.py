@@ -29,20 +29,20 @@ def _read_config(folder: Path) -> dict:
         raise ValueError(f"{path}: not valid JSON ({error})") from None
 
 
-def _match_case_setting(backend, config: dict) -> None:
+def _match_case_setting(wordpiece, config: dict) -> None:
     """Make a BERT normalizer lower-case (or not) as ``tokenizer_config.json`` says.
 
     ``transformers`` lets ``do_lower_case`` in the config override the
     normalizer stored in ``tokenizer.json``; doing the same keeps the two in
     agreement when a checkpoint's files disagree.
     """
-    normalizer = json.loads(backend.to_str()).get("normalizer") or {}
+    normalizer = json.loads(wordpiece.to_str()).get("normalizer") or {}
     if "do_lower_case" not in config or normalizer.get("type") != "BertNormalizer":
         return
     lowercase = bool(config["do_lower_case"])
     strip_accents = config.get("strip_accents")
     if normalizer["lowercase"] != lowercase or normalizer["strip_accents"] != strip_accents:
-        backend.normalizer = normalizers.BertNormalizer(
+        wordpiece.normalizer = normalizers.BertNormalizer(
             clean_text=normalizer["clean_text"],
             handle_chinese_chars=normalizer["handle_chinese_chars"],
             strip_accents=strip_accents,
@@ -53,22 +53,22 @@ def _match_case_setting(backend, config: dict) -> None:
 class Tokenizer:
     """A BERT WordPiece tokenizer that encodes batches into NumPy arrays."""
 
-    def __init__(self, backend, config: dict):
+    def __init__(self, wordpiece, config: dict):
         """Wrap a ``tokenizers`` tokenizer; ``config`` is kept for ``save``."""
-        self._backend = backend
+        self._wordpiece = wordpiece
         self._config = config
         pad_token = config.get("pad_token") or PAD_TOKEN
         # Newer configs store special tokens as {"content": "[PAD]", ...}.
         if isinstance(pad_token, dict):
             pad_token = pad_token["content"]
-        self.pad_token_id = backend.token_to_id(pad_token)
+        self.pad_token_id = wordpiece.token_to_id(pad_token)
         if self.pad_token_id is None:
             raise ValueError(f"the vocabulary has no padding token {pad_token!r}")
         self._pad_token = pad_token
         # A checkpoint's tokenizer.json may fix its own padding and truncation
         # (all-MiniLM pads everything to 128); encode() sets both itself.
-        self._backend.no_padding()
-        self._backend.no_truncation()
+        self._wordpiece.no_padding()
+        self._wordpiece.no_truncation()
 
     @classmethod
     def from_folder(cls, folder) -> "Tokenizer":
@@ -77,14 +77,14 @@ class Tokenizer:
         config = _read_config(folder)
         if (folder / "tokenizer.json").is_file():
             try:
-                backend = HFTokenizer.from_file(str(folder / "tokenizer.json"))
+                wordpiece = HFTokenizer.from_file(str(folder / "tokenizer.json"))
             except Exception as error:  # the Rust library raises a bare Exception
                 raise ValueError(f"{folder / 'tokenizer.json'}: not a valid tokenizer file ({error})") from None
-            _match_case_setting(backend, config)
+            _match_case_setting(wordpiece, config)
         elif (folder / "vocab.txt").is_file():
             # strip_accents=None means "strip when lower-casing", as BERT uncased does.
             try:
-                backend = BertWordPieceTokenizer(
+                wordpiece = BertWordPieceTokenizer(
                     str(folder / "vocab.txt"),
                     lowercase=bool(config.get("do_lower_case", True)),
                     strip_accents=config.get("strip_accents"),
@@ -94,7 +94,7 @@ class Tokenizer:
         else:
             raise FileNotFoundError(f"{folder}: no tokenizer.json or vocab.txt found")
         try:
-            return cls(backend, config)
+            return cls(wordpiece, config)
         except ValueError as error:
             source = "tokenizer.json" if (folder / "tokenizer.json").is_file() else "vocab.txt"
             raise ValueError(f"{folder / source}: {error}") from None
@@ -102,7 +102,7 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         """Number of token ids, special tokens included."""
-        return self._backend.get_vocab_size(with_added_tokens=True)
+        return self._wordpiece.get_vocab_size(with_added_tokens=True)
 
     def encode(self, sentences, pairs=None, max_length=128) -> dict:
         """Tokenize a batch into ``input_ids``, ``attention_mask`` and ``token_type_ids``.
@@ -123,16 +123,16 @@ class Tokenizer:
             pairs = list(pairs)
             if len(pairs) != len(sentences):
                 raise ValueError(f"got {len(sentences)} sentences but {len(pairs)} pair sentences")
-        needed = self._backend.num_special_tokens_to_add(is_pair=pairs is not None)
+        needed = self._wordpiece.num_special_tokens_to_add(is_pair=pairs is not None)
         if max_length <= needed:
             raise ValueError(f"max_length must exceed the {needed} special tokens, got {max_length}")
 
         if pairs is not None:
             sentences, pairs = self._cut_pairs(sentences, pairs, max_length)
-        self._backend.enable_truncation(max_length, strategy="longest_first")
-        self._backend.enable_padding(pad_id=self.pad_token_id, pad_token=self._pad_token)
+        self._wordpiece.enable_truncation(max_length, strategy="longest_first")
+        self._wordpiece.enable_padding(pad_id=self.pad_token_id, pad_token=self._pad_token)
         inputs = sentences if pairs is None else list(zip(sentences, pairs))
-        encodings = self._backend.encode_batch(inputs)
+        encodings = self._wordpiece.encode_batch(inputs)
         return {
             "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
@@ -154,10 +154,10 @@ class Tokenizer:
         long = [i for i, pair in enumerate(zip(firsts, seconds)) if max(map(len, pair)) > max_length]
         if not long:
             return firsts, seconds
-        self._backend.no_padding()
-        self._backend.no_truncation()
+        self._wordpiece.no_padding()
+        self._wordpiece.no_truncation()
         sides = [list(firsts), list(seconds)]
-        encodings = self._backend.encode_batch([sides[s][i] for i in long for s in (0, 1)], add_special_tokens=False)
+        encodings = self._wordpiece.encode_batch([sides[s][i] for i in long for s in (0, 1)], add_special_tokens=False)
         for number, i in enumerate(long):
             pair = encodings[2 * number:2 * number + 2]
             counts = [len(e.ids) for e in pair]
@@ -173,12 +173,12 @@ class Tokenizer:
         folder.mkdir(parents=True, exist_ok=True)
         # Saved without padding or truncation, so the file describes the
         # vocabulary and normalisation only.
-        self._backend.no_padding()
-        self._backend.no_truncation()
-        self._backend.save(str(folder / "tokenizer.json"))
+        self._wordpiece.no_padding()
+        self._wordpiece.no_truncation()
+        self._wordpiece.save(str(folder / "tokenizer.json"))
 
-        pipeline = json.loads(self._backend.to_str())
-        by_id = sorted(self._backend.get_vocab(with_added_tokens=True).items(), key=lambda item: item[1])
+        pipeline = json.loads(self._wordpiece.to_str())
+        by_id = sorted(self._wordpiece.get_vocab(with_added_tokens=True).items(), key=lambda item: item[1])
         # vocab.txt identifies a token by its line number, so it can only
         # describe a WordPiece vocabulary whose ids run 0, 1, 2, ... without gaps.
         if pipeline["model"]["type"] == "WordPiece" and [i for _, i in by_id] == list(range(len(by_id))):
