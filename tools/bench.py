@@ -135,7 +135,7 @@ def random_tensors(config, seed=0):
     """Random values for every parameter of a tinybert BertModel (pooler included) of
     ``config``'s shapes, by name: N(0, 0.02) as BERT initialises, layer norms' weights near 1."""
     from tinybert import convert
-    shapes = convert._expected_shapes(tinybert_config(config))
+    shapes = convert.parameter_shapes(tinybert_config(config))
     rng = np.random.default_rng(seed)
     tensors = {}
     for name in sorted(shapes):
