@@ -129,7 +129,8 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     args = parser.parse_args(argv)
     config = json.load(open(os.path.join(args.weights, "config.json")))
-    tiny, torch_bert = bench.TinyBert(args.weights), bench.TorchBert(args.weights)
+    weights = bench.resolve_weights(args.weights)
+    tiny, torch_bert = bench.TinyBert(weights), bench.TorchBert(weights)
     import tinybert.fast  # noqa: F401  (sets OPENBLAS_THREAD_TIMEOUT unless the user did)
     result = {"cpu": bench.cpu_model(), "numpy_blas": bench.numpy_blas(), "cores": os.cpu_count(),
               "openblas_thread_timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT")}
