@@ -40,6 +40,14 @@ def test_leaf_gradients_accumulate_across_backward_calls():
     assert np.allclose(x.grad, 6.0)
 
 
+def test_accumulating_does_not_write_into_the_gradient_a_caller_holds():
+    x = Tensor(np.array([2.0]), requires_grad=True)
+    (x * 3.0).sum().backward()
+    first = x.grad                          # e.g. a task's gradient set aside (train.step_gradients)
+    (x * 3.0).sum().backward()
+    assert np.array_equal(first, [3.0]) and np.array_equal(x.grad, [6.0])
+
+
 def test_no_grad_records_no_graph():
     x = Tensor(np.ones(3), requires_grad=True)
     with no_grad():

@@ -80,7 +80,8 @@ class Tensor:
 
         ``grad`` seeds d(loss)/d(self); it defaults to 1 for a scalar. Unless
         ``retain_graph``, each node drops its closure (and so the activations it saved)
-        as soon as it has passed its gradient on.
+        as soon as it has passed its gradient on. A leaf's ``.grad`` is an array of its own:
+        it shares memory with no other leaf's and not with ``grad``.
         """
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad")
@@ -92,15 +93,18 @@ class Tensor:
                 raise RuntimeError(f"backward() needs a gradient for a non-scalar of shape {self.shape}")
             grad = backend.xp.ones_like(self.data)
         grads = {id(self): grad}  # gradients of interior nodes, dropped once used
+        handed = {id(grad)}       # arrays a leaf must not keep: the caller's seed, those handed to a leaf
         for node in reversed(_topological_order(self)):
             node_grad = grads.pop(id(node), None)
             if node_grad is None:
                 continue
-            if node._backward is None:  # a leaf: its .grad is its own array, shared with nothing.
-                # The array handed here may be shared (add gives one array to both inputs, the
-                # caller's seed) or a read-only broadcast view (sum): copy it on first receipt;
-                # later contributions are added out of place.
-                node.grad = node_grad.copy() if node.grad is None else node.grad + node_grad
+            if node._backward is None:  # a leaf: copy what may be held elsewhere (the seed; an array
+                # also handed to another leaf, as add gives one to both inputs; a view, e.g. sum's
+                # read-only broadcast). A fresh one is kept: copying every one is a pass over all gradients.
+                if node.grad is None and (id(node_grad) in handed or node_grad.base is not None):
+                    node_grad = node_grad.copy()
+                handed.add(id(node_grad))
+                node.grad = node_grad if node.grad is None else node.grad + node_grad  # out of place
                 continue
             for parent, parent_grad in zip(node._parents, node._backward(node_grad)):
                 if parent_grad is None or not parent.requires_grad:
