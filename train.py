@@ -33,7 +33,8 @@ from tinybert.data import TASK_FILES, BatchStream, default_data_dir, default_ste
 from tinybert.multitask import TASKS, MultitaskBert, encode_batch
 from tinybert.optim import AdamW, clip_grad_norm, linear_warmup_decay
 from tinybert.run.flags import within
-from tinybert.run.session import TrainingDiverged, TrainingRun
+from tinybert.run import files
+from tinybert.run.session import TrainingDiverged, TrainingRun, load_test_sets, what_is_kept
 from tinybert.smart import VARIANTS, ProximalPoint, SmartConfig, smoothness_loss
 
 BATCHES_PER_STEP = {"sst": 1, "para": 2, "sts": 1}  # ~ the training sets' sizes
@@ -213,6 +214,7 @@ def train(args):
     tokenizer = Tokenizer.from_folder(args.weights)
     train_sets = {t: load_task(t, getattr(args, f"{t}_train")) for t in tasks}
     dev_sets = {t: load_task(t, getattr(args, f"{t}_dev")) for t in tasks}
+    test_sets = load_test_sets(args, tasks)  # a bad test file fails now, not after the training
     streams = {t: BatchStream(TASKS.index(t), train_sets[t], args.batch_size, args.seed) for t in tasks}
     per_step = {t: getattr(args, f"{t}_batches_per_step") for t in tasks}
     args.steps_per_epoch = args.steps_per_epoch or default_steps_per_epoch(streams, per_step)
@@ -243,7 +245,7 @@ def train(args):
             optimizer.zero_grad()
             if proximal is not None:  # SMART's theta~ follows the parameters
                 proximal.update(model, smart_config.beta_at(step, total_steps))
-    return run.finish()
+    return run.finish(test_sets)
 
 
 def main(argv=None):
@@ -252,6 +254,13 @@ def main(argv=None):
         state = train(args)
     except (TrainingDiverged, FileNotFoundError, ValueError, KeyError) as error:
         sys.exit(f"train.py: {error.args[0] if isinstance(error, KeyError) else error}")
+    except OSError as error:  # a full disk: the atomic writes kept every file whole
+        if not files.is_disk_full(error):
+            raise
+        kept = what_is_kept(args.out)
+        then = "continue with --resume" if kept.endswith("is kept") else "run again with --overwrite"
+        sys.exit(f"train.py: {error.filename or args.out}: no space left on device; {kept} "
+                 f"(free some space, then {then})")
     if "interrupted" in state:  # what a shell reports for a process stopped by that signal
         sys.exit(128 + state["interrupted"])
 

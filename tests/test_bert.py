@@ -264,3 +264,56 @@ def test_a_dtype_key_in_a_hugging_face_config_is_ignored(tmp_path):
     config["dtype"] = "bfloat16"
     (folder / "config.json").write_text(json.dumps(config))
     assert load_pretrained(folder).embeddings.word.weight.dtype == np.float32
+
+
+# ---------------------------------------------------------------- every output folder is usable (#32)
+def test_convert_of_a_folder_without_tokenizer_files_is_refused_and_writes_nothing(tmp_path, capsys):
+    folder = _copy_fixture(tmp_path)
+    vocabulary = (folder / "vocab.txt").read_bytes()
+    (folder / "vocab.txt").unlink()                 # config.json and model.safetensors only
+    with pytest.raises(SystemExit) as error:
+        convert.main([str(folder), str(tmp_path / "out")])
+    message = str(error.value.code)
+    assert message.startswith(f"convert: {folder}: no tokenizer.json or vocab.txt") and "\n" not in message, message
+    assert not (tmp_path / "out").exists()
+    assert "wrote" not in capsys.readouterr().out
+    (folder / "vocab.txt").write_bytes(vocabulary)
+    convert.main([str(folder), str(tmp_path / "out")])
+    assert capsys.readouterr().out == f"wrote {tmp_path / 'out'}\n"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["config.json", "model.safetensors", "vocab.txt"]
+
+
+def test_export_to_hf_of_a_folder_without_tokenizer_files_is_refused(tmp_path):
+    ours = tmp_path / "ours"
+    convert.convert_hf_folder(str(FIXTURES / "tiny_bert_hf"), str(ours))
+    (ours / "vocab.txt").unlink()
+    with pytest.raises(SystemExit, match=f"{ours}: no tokenizer.json or vocab.txt"):
+        convert.main(["--to-hf", str(ours), str(tmp_path / "hf")])
+    assert not (tmp_path / "hf").exists()
+
+
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path):
+    folder = _copy_fixture(tmp_path)
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    data[header:] = np.random.default_rng(0).bytes(len(data) - header)         # random bytes for every tensor
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"{folder / 'model.safetensors'}: tensor '.*' holds values that are not finite"):
+        load_pretrained(folder)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_checkpoints_load_as_float32(dtype, tmp_path, capsys):
+    from safetensors.torch import save_file as save_torch
+    folder = _copy_fixture(tmp_path)
+    tensors = {name: torch.from_numpy(array).to(getattr(torch, dtype))
+               for name, array in load_file(FIXTURES / "tiny_bert_hf" / "model.safetensors").items()}
+    save_torch(tensors, str(folder / "model.safetensors"))
+    model = load_pretrained(folder)
+    assert capsys.readouterr().err == f"{folder / 'model.safetensors'}: weights: converted {dtype} to float32\n"
+    expected = tensors["encoder.layer.1.intermediate.dense.weight"].to(torch.float32).numpy().T
+    assert model.layers[1].ffn_in.weight.dtype == np.float32
+    assert np.array_equal(model.layers[1].ffn_in.weight.data, expected)
+    convert.main([str(folder), str(tmp_path / "ours")])
+    assert "converted" in capsys.readouterr().err
+    assert np.array_equal(load_pretrained(tmp_path / "ours").layers[1].ffn_in.weight.data, expected)

@@ -9,6 +9,7 @@ Each wrong answer is a right one with a line or two changed, the way a learner m
 wrong (the MISTAKES table)."""
 import contextlib
 import io
+import os
 import re
 import subprocess
 import sys
@@ -224,3 +225,45 @@ def test_every_starter_file_is_in_the_table_and_every_build_it_yourself_names_on
 @pytest.mark.parametrize("number", [f"{n:02d}" for n in range(1, 12)])
 def test_every_chapter_from_1_to_11_has_an_exercise(number):
     assert number in exercises.EXERCISES
+
+
+# ---------------------------------------------------------------- the answer runs in a child process (#32)
+def run_checker(*args, cwd, timeout=300):
+    """``python -m tools.exercises ARGS`` from ``cwd`` (outside the repository)."""
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "tools.exercises", *args], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("ending", ["sys.exit(0)", "os._exit(0)"])
+def test_an_answer_that_exits_early_is_not_correct(ending, tmp_path):
+    path = changed("01", [("def mul_backward(grad, a, b):\n",
+                           f"def mul_backward(grad, a, b):\n    import os, sys\n    {ending}\n")], tmp_path)
+    result = run_checker("check", "01", str(path), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "correct:" not in result.stdout.replace("not correct", "")
+    last = result.stdout.splitlines()[-1]
+    assert ("SystemExit" if ending.startswith("sys") else "no verdict") in last, result.stdout
+
+
+def test_an_answer_that_never_ends_times_out(tmp_path):
+    path = changed("01", [("def mul_backward(grad, a, b):\n", "def mul_backward(grad, a, b):\n    while True:\n"
+                                                               "        pass\n")], tmp_path)
+    result = run_checker("check", "01", str(path), "--timeout", "5", cwd=tmp_path, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == "  timed out: your code ran for more than 5 s (an endless loop?)"
+
+
+def test_an_answer_that_changes_the_repository_fails_loudly(tmp_path):
+    repository = tmp_path / "repository"                 # stands in for the repository: the test deletes nothing real
+    repository.mkdir()
+    (repository / "keep.txt").write_text("mine")
+    path = changed("01", [("def mul_backward(grad, a, b):\n",
+                           "def mul_backward(grad, a, b):\n    import os\n"
+                           f"    os.remove({str(repository / 'keep.txt')!r})\n"
+                           "    open('stray.txt', 'w').close()\n")], tmp_path)
+    result = run_checker("check", "01", str(path), "--repository", str(repository), cwd=repository)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == (
+        f"  not correct: your code changed the repository {repository}: keep.txt deleted")
+    assert not (repository / "stray.txt").exists()        # it ran in a temporary folder of its own

@@ -2,16 +2,21 @@
 
 Each case here is a row of the README's bad-input table (test_the_readme_table_names_tests_that_exist
 keeps the two in step). Training runs use train.py's tiny random BERT on the bundled sample."""
+import errno
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
 
 from test_train import (ROOT, arguments, assert_same_run, checkpoint_arrays, exit_message,  # noqa: F401
                         interrupt_after_optimizer_step, records, run, tiny_weights)
@@ -22,6 +27,7 @@ from tinybert.run.session import TrainingRun
 from tinybert.multitask import MultitaskBert
 from tinybert.tensor import Tensor
 from tinybert.convert import load_pretrained
+from tinybert.data import SAMPLE_DATA_DIR
 
 
 def main_error(argv):
@@ -117,6 +123,113 @@ def test_a_bad_output_path_fails_before_the_first_step(tiny_weights, tmp_path, p
     assert not out.exists()  # nothing trained, nothing written
 
 
+def copied_data(tmp_path):
+    """A copy of the bundled sample data (a test that fails must not damage the real one)."""
+    folder = tmp_path / "data"
+    shutil.copytree(SAMPLE_DATA_DIR, folder)
+    return folder
+
+
+def tree(folder):
+    """{path: bytes} of every file under ``folder``."""
+    return {p: p.read_bytes() for p in Path(folder).rglob("*") if p.is_file()}
+
+
+# (flag, the output path, the path it lands on) with D the data folder, W the weights, RUN the run folder
+OUTPUT_ON_INPUT = [("--sst_dev_out", "D/ids-sst-dev.csv", "D/ids-sst-dev.csv"),
+                   ("--sst_test_out", "D/ids-sst-test-student.csv", "D/ids-sst-test-student.csv"),
+                   ("--sst_dev_out", "D/../data/quora-train.csv", "D/quora-train.csv"),
+                   ("--sst_dev_out", "LINK", "D/ids-sst-train.csv"),
+                   ("--sst_test_out", "W/config.json", "W/config.json"),
+                   ("--sst_dev_out", "RUN/metrics.jsonl", "RUN/metrics.jsonl"),
+                   ("--sst_test_out", "RUN/args.json", "RUN/args.json"),
+                   ("--sst_dev_out", "RUN/last/checkpoint.safetensors", "RUN/last/checkpoint.safetensors"),
+                   ("--sst_test_out", "RUN/model/test.csv", "RUN/model")]
+
+
+@pytest.mark.parametrize("flag,given,lands_on", OUTPUT_ON_INPUT)
+def test_an_output_on_an_input_or_on_a_file_of_the_run_is_refused_before_the_first_step(tiny_weights, tmp_path,
+                                                                                        flag, given, lands_on):
+    data, out = copied_data(tmp_path), tmp_path / "run"
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights, weights)
+    (tmp_path / "link.csv").symlink_to(data / "ids-sst-train.csv")
+    places = {"D": str(data), "W": str(weights), "RUN": str(out), "LINK": str(tmp_path / "link.csv")}
+
+    def place(path):
+        head, _, rest = path.partition("/")
+        return os.path.join(places[head], rest) if rest else places[head]
+    before = {**tree(data), **tree(weights)}
+    message = main_error(arguments(weights, out, "--task", "sst", "--data_dir", str(data), flag, place(given)))
+    assert place(given) in message and place(lands_on) in message, message
+    assert {**tree(data), **tree(weights)} == before   # nothing replaced
+    assert not out.exists()                             # nothing trained, nothing written
+
+
+def test_a_folder_of_user_files_is_not_called_a_run_and_never_emptied(tiny_weights, tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "my_notes.txt").write_text("mine")
+    (tmp_path / "predictions").mkdir()
+    (tmp_path / "predictions" / "kaggle_submission.csv").write_text("mine")
+    before = tree(tmp_path)
+    for extra in ([], ["--overwrite"]):
+        message = main_error(arguments(tiny_weights, tmp_path, "--task", "sst", *extra))
+        assert "holds a run already" not in message
+        assert f"{tmp_path / 'model'}: holds my_notes.txt, which a run does not write" in message
+        assert tree(tmp_path) == before
+    (tmp_path / "model" / "my_notes.txt").unlink()
+    (tmp_path / "model").rmdir()
+    run(tiny_weights, tmp_path, "--task", "sst")          # predictions/ of the user's alone is not a run
+    assert (tmp_path / "predictions" / "kaggle_submission.csv").read_text() == "mine"
+
+
+def test_overwrite_removes_only_the_runs_own_files_and_says_which(tiny_weights, tmp_path, capfd):
+    run(tiny_weights, tmp_path, "--task", "sst")
+    mine = {tmp_path / "predictions" / "kaggle_submission.csv": "mine", tmp_path / "last" / "notes.txt": "mine",
+            tmp_path / "curves-by-hand.png": "mine"}
+    for path, text in mine.items():
+        path.write_text(text)
+    capfd.readouterr()
+    run(tiny_weights, tmp_path, "--task", "sst", "--overwrite")
+    assert all(path.read_text() == text for path, text in mine.items())
+    removed = [line for line in capfd.readouterr().err.splitlines() if line.startswith("--overwrite: removed")]
+    assert len(removed) == 1, removed
+    assert "metrics.jsonl" in removed[0] and "last/checkpoint.safetensors" in removed[0]
+    assert "model/tasks.json" in removed[0] and "predictions/sst-dev-output.csv" in removed[0]
+    assert "notes.txt" not in removed[0] and "kaggle" not in removed[0]
+    assert [r["step"] for r in records(tmp_path, "step")] == [1, 2, 3]
+
+
+def test_a_bad_test_file_fails_before_training(tiny_weights, tmp_path):
+    data = copied_data(tmp_path)
+    test_file = data / "ids-sst-test-student.csv"
+    test_file.write_text("index\tident\ttext\n0\ta\tgood\n", encoding="utf-8")
+    message = main_error(arguments(tiny_weights, tmp_path / "out", "--task", "sst", "--data_dir", str(data)))
+    assert f"{test_file}: wrong header" in message
+    assert not (tmp_path / "out").exists()   # found before the first step, not after training and evaluating
+    run(tiny_weights, tmp_path / "dev-only", "--task", "sst", "--data_dir", str(data), "--no_test_predictions")
+
+
+@pytest.mark.parametrize("error", [
+    SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
+    OSError(errno.ENOSPC, "No space left on device")])
+def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_checkpoint(tiny_weights, tmp_path, monkeypatch, error):
+    real_save, calls = files.save_file, []
+
+    def save_file(*args, **kwargs):   # the save of last/ at step 6 (after last/, best/, last/ of epoch 1)
+        calls.append(1)
+        if len(calls) == 4:
+            raise error
+        return real_save(*args, **kwargs)
+    monkeypatch.setattr(files, "save_file", save_file)
+    message = main_error(arguments(tiny_weights, tmp_path, "--task", "sst", epochs=2))
+    path = tmp_path / "last" / "checkpoint.safetensors"
+    assert message == (f"train.py: {path}: no space left on device; the last good checkpoint in {tmp_path / 'last'} "
+                       "is kept (free some space, then continue with --resume)")
+    assert checkpoint.load(tmp_path / "last")[1]["step"] == 3
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
 def test_a_failure_after_the_epoch_keeps_the_epoch(tiny_weights, tmp_path, monkeypatch):
     # the evaluation fails (a full disk, out of memory): last/ of the epoch is saved already,
     # and --resume evaluates it and goes on as if nothing had happened
@@ -184,6 +297,48 @@ def test_a_resume_on_another_machine_is_recorded(tiny_weights, tmp_path, monkeyp
     assert recorded == [{"step": 3, "changed": {"machine": [first, other]}}]
     assert json.loads((tmp_path / "machine.json").read_text()) == other   # the session now running
     assert "the machine changed from" in capfd.readouterr().err
+
+
+def replace_line(path, number, text):
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[number - 1] = text + b"\n"
+    path.write_bytes(b"".join(lines))
+
+
+def state_without(folder, key):
+    """Rewrite the checkpoint in ``folder`` with its state less ``key``."""
+    path = str(folder / "checkpoint.safetensors")
+    state = checkpoint.load(folder)[1]
+    del state[key]
+    save_file(load_file(path), path, metadata={"state": json.dumps(state)})
+
+
+# (the file, how it is damaged, what the one line says after the file's path)
+DAMAGED_RUN_FILES = [("args.json", lambda p: p.write_text("{"), ": not valid JSON"),
+                     ("args.json", lambda p: p.write_text("5"), ": not a JSON object"),
+                     ("machine.json", lambda p: p.write_text("null"), ": not a JSON object"),
+                     ("machine.json", lambda p: p.write_bytes(b'{"cpu": "\xff"}'), ": not UTF-8"),
+                     ("metrics.jsonl", lambda p: replace_line(p, 2, b"5"), ", line 2: not a JSON object"),
+                     ("metrics.jsonl", lambda p: replace_line(p, 2, b'{"step": 2}'), ", line 2: no 'type'"),
+                     ("metrics.jsonl", lambda p: replace_line(p, 2, b'{"type": "step", "step": "2"}'),
+                      ", line 2: 'step' is not a whole number"),
+                     ("metrics.jsonl", lambda p: replace_line(p, 2, b'{"type": "step", "step": 2, "x": "\xff"}'),
+                      ", line 2: not UTF-8"),
+                     ("metrics.jsonl", lambda p: replace_line(p, 2, b'{"type": "st'), ", line 2: not valid JSON"),
+                     ("last/state.json", lambda p: p.write_text('{"step": 3'), ": not valid JSON"),
+                     ("last/checkpoint.safetensors", lambda p: state_without(p.parent, "settings"),
+                      ": the checkpoint's state has no 'settings'")]
+
+
+@pytest.mark.parametrize("name,damage,problem", DAMAGED_RUN_FILES)
+def test_a_damaged_file_of_the_run_blocks_resume_in_one_line_and_nothing_is_written(tiny_weights, tmp_path,
+                                                                                     name, damage, problem):
+    run(tiny_weights, tmp_path, "--task", "sst")
+    damage(tmp_path / name)
+    before = tree(tmp_path)
+    message = main_error(arguments(tiny_weights, tmp_path, "--task", "sst", "--resume", "--lr", "5e-5"))
+    assert message.startswith(f"train.py: {tmp_path / name}{problem}"), message
+    assert tree(tmp_path) == before   # no resumes.jsonl, args.json, machine.json or log rewritten
 
 
 # ---------------------------------------------------------------- divergence
@@ -336,7 +491,7 @@ def test_convert_into_a_folder_that_is_not_empty(tmp_path):
     assert f"{other}: is not empty (1 entries); pass --overwrite" in exit_message(error)
     assert os.listdir(other) == ["pytorch_model.bin"]
     convert.main(["--to-hf", str(tinybert_folder), str(other), "--overwrite"])
-    assert sorted(os.listdir(other)) == ["config.json", "model.safetensors"]  # nothing stale beside them
+    assert sorted(os.listdir(other)) == ["config.json", "model.safetensors", "vocab.txt"]  # nothing stale beside them
 
 
 @pytest.mark.parametrize("change,problem", [("drop", "missing tensor 'layers.0.ffn_in.bias'"),

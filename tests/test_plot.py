@@ -93,3 +93,21 @@ def test_plot_run_writes_the_png(tmp_path):
     out = plot.plot_run(str(folder), dpi=40)
     assert out == str(folder / "curves.png")
     assert (folder / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("text,problem", [(b"5", "line 2: not a JSON object"),
+                                          (b'{"type": "step", "loss_sst": 1}', 'line 2: no "step" in this step record'),
+                                          (b'{"type": "eval", "epoch": 1}', 'line 2: no "step" in this eval record'),
+                                          (b'{"type": "step", "step": 2, "x": "\xff"}', "line 2: not UTF-8"),
+                                          (b'{"type": "eval", "step": 60}', 'line 2: no "epoch" in this eval record')])
+def test_a_damaged_line_is_one_line_naming_the_file_and_the_line(tmp_path, capsys, text, problem):
+    folder, _, _ = write_run(tmp_path / "run")
+    path = folder / "metrics.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[1] = text + b"\n"
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(SystemExit) as error:
+        plot.main([str(folder)])
+    message = str(error.value.code)
+    assert message.startswith(f"plot: {path}, {problem}") and "\n" not in message, message
+    assert not (folder / "curves.png").exists()

@@ -159,3 +159,120 @@ def test_export_of_a_run_without_cos_warns(cos_run, tmp_path, capsys):
     export.main([str(model), str(tmp_path / "st")])
     assert "trained without --cos" in capsys.readouterr().err
     assert (tmp_path / "st" / "1_Pooling" / "config.json").exists()
+
+
+# ---------------------------------------------------------------- no silent wrong answer (#32)
+def copy_model(cos_run, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(cos_run / "model", model)
+    return model
+
+
+def refresh_checksums(model):
+    """After a test changes a model file on purpose: record its new sha256, as a run that
+    wrote those weights would have."""
+    import hashlib
+    settings = json.loads((model / "tasks.json").read_text())
+    if "sha256" in settings:
+        settings["sha256"] = {name: hashlib.sha256((model / name).read_bytes()).hexdigest()
+                              for name in settings["sha256"]}
+        (model / "tasks.json").write_text(json.dumps(settings))
+
+
+def one_line_exit(argv, main=predict.main):
+    with pytest.raises(SystemExit) as error:
+        main(argv)
+    message = exit_message(error)
+    assert "\n" not in message, message
+    return message
+
+
+@pytest.mark.parametrize("task,name", [("sst", "ids-sst-dev.csv"), ("para", "quora-dev.csv"), ("sts", "sts-dev.csv")])
+def test_predict_refuses_a_cs224n_data_file(cos_run, task, name, capsys):
+    path = SAMPLE_DATA_DIR / name
+    message = one_line_exit([str(cos_run), "--task", task, "--file", str(path)])
+    assert message.startswith(f"predict: {path}: looks like a CS224N data file"), message
+    assert "pass a plain file of sentences" in message
+    assert capsys.readouterr().out == ""
+
+
+def test_predict_refuses_sst_lines_with_more_fields_than_one_sentence(cos_run, tmp_path, capsys):
+    path = tmp_path / "rows.tsv"
+    path.write_text("a fine film\n7\tabc\ta dull film\t1\n")
+    message = one_line_exit([str(cos_run), "--task", "sst", "--file", str(path)])
+    assert f"{path}, line 2: 4 tab-separated fields" in message, message
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("case", ["encoder NaN", "head inf", "outputs overflow"])
+def test_predict_refuses_non_finite_weights_or_outputs(cos_run, tmp_path, case, capsys):
+    from safetensors.numpy import load_file, save_file
+    model = copy_model(cos_run, tmp_path)
+    file = "model.safetensors" if case == "encoder NaN" else "heads.safetensors"
+    tensors = load_file(model / file)
+    if case == "encoder NaN":
+        tensors["layers.0.ffn_in.weight"][3, 5] = np.nan
+    elif case == "head inf":
+        tensors["sentiment_head.bias"][2] = np.inf
+    else:                                  # finite weights whose logits overflow float32
+        tensors["sentiment_head.weight"][:] = 3e38
+    save_file(tensors, model / file, metadata={"format": convert.FORMAT} if file == "model.safetensors" else None)
+    refresh_checksums(model)
+    with np.errstate(over="ignore"):                 # the overflow is the point
+        message = one_line_exit([str(model), "--task", "sst", "a gripping, funny film"])
+    assert str(model) in message and "not finite" in message, message
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("file", ["model.safetensors", "heads.safetensors"])
+def test_a_damaged_model_file_fails_its_checksum(cos_run, tmp_path, file):
+    model = copy_model(cos_run, tmp_path)
+    assert set(json.loads((model / "tasks.json").read_text())["sha256"]) == {"model.safetensors", "heads.safetensors"}
+    data = bytearray((model / file).read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    noise = np.random.default_rng(0).standard_normal(64).astype(np.float32).tobytes()  # finite, plausible values
+    data[header + 64:header + 64 + len(noise)] = noise
+    (model / file).write_bytes(bytes(data))
+    message = one_line_exit([str(model), "--task", "sst", "a gripping, funny film"])
+    assert f"{model / file}: its sha256 does not match" in message, message
+
+
+def test_an_old_model_folder_without_checksums_still_loads(cos_run, trained, tmp_path):
+    model = copy_model(cos_run, tmp_path)
+    settings = json.loads((model / "tasks.json").read_text())
+    settings.pop("sha256", None)
+    (model / "tasks.json").write_text(json.dumps(settings))
+    classes, _ = TrainedModel.load(model).sentiment(["a gripping, funny film"])
+    assert classes.tolist() == trained.sentiment(["a gripping, funny film"])[0].tolist()
+
+
+def test_export_of_a_run_without_a_tokenizer_is_refused_and_writes_nothing(cos_run, tmp_path, capsys):
+    model = copy_model(cos_run, tmp_path)
+    for name in convert.TOKENIZER_FILES:
+        (model / name).unlink(missing_ok=True)
+    message = one_line_exit([str(model), str(tmp_path / "st")], main=export.main)
+    assert f"{model}: no tokenizer.json or vocab.txt" in message, message
+    assert not (tmp_path / "st").exists()
+    assert "wrote" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("file,content,problem", [
+    ("tasks.json", {"tasks": 5}, "'tasks' must be a list of task names"),
+    ("tasks.json", {"max_len": "32"}, "'max_len' must be a whole number"),
+    ("tasks.json", {"max_len": 100000}, "'max_len' 100000 exceeds the model's"),
+    ("tasks.json", {"cos": "yes"}, "'cos' must be true or false"),
+    ("tasks.json", b"\xff\xfe{", "tasks.json: not valid UTF-8 JSON"),
+    ("config.json", None, "config.json: not a JSON object"),
+])
+def test_a_damaged_json_file_of_a_model_folder_is_one_line_naming_it(cos_run, tmp_path, file, content, problem):
+    model = tmp_path / "model"
+    shutil.copytree(cos_run / "model", model)
+    if isinstance(content, bytes):
+        (model / file).write_bytes(content)
+    elif content is None:
+        (model / file).write_text("null")
+    else:
+        (model / file).write_text(json.dumps({**json.loads((model / file).read_text()), **content}))
+    with pytest.raises(SystemExit) as error:
+        predict.main([str(model), "--task", "sts", "a", "b"])
+    assert problem in exit_message(error)

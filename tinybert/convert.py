@@ -8,8 +8,13 @@ DST must be a new or empty folder, not SRC nor inside it (or --overwrite: DST is
 whole, nothing stale is left beside the new files); it is written to a temporary folder first
 and swapped in, so a failure leaves it as it was. Shapes are checked in both directions.
 
-A folder holds ``config.json``, ``model.safetensors`` and the tokenizer files. Weights load
-only from safetensors: a PyTorch ``.bin``/``.pt`` checkpoint is a pickle, and unpickling runs
+A folder holds ``config.json``, ``model.safetensors`` and the tokenizer files; a source without
+tokenizer files is refused (a folder without its tokenizer cannot be trained on nor used), and
+the folder written is loaded back (config, weights, tokenizer) before it is swapped in, so DST
+is either usable or left as it was. Weights that are not finite (NaN, inf: a damaged file, a
+diverged run) are refused naming the tensor. float16 and bfloat16 checkpoints (common on the
+Hub) load as float32, said once on stderr; safetensors' NumPy reader has no bfloat16, so such a
+file is read from its raw bytes (:func:`_read_raw`). Weights load only from safetensors: a PyTorch ``.bin``/``.pt`` checkpoint is a pickle, and unpickling runs
 whatever code the file contains, so it is refused with a message saying how to convert it.
 
 The name map below is the whole conversion: every Hugging Face tensor is used exactly once,
@@ -31,6 +36,7 @@ from . import backend
 from .run import files
 from .model import BertConfig, BertModel
 from .nn import check_names
+from .tokenizer import Tokenizer
 
 FORMAT = "tinybert-1"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
@@ -81,11 +87,100 @@ def _refuse_pickles(folder):
         raise FileNotFoundError(f"{folder}: no model.safetensors here")
 
 
-def _load_safetensors(path):
+# safetensors' dtype names -> NumPy's; BF16 has none (read by hand, below)
+SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+                      "I8": "i1", "U8": "u1", "BOOL": "?"}
+HALF_PRECISION = {"BF16": "bfloat16", "F16": "float16"}
+
+
+def _header(path):
+    """(the length of the JSON header, the header) of a safetensors file: an 8-byte
+    little-endian length, then that many bytes of JSON {name: {dtype, shape, data_offsets}};
+    the tensors' bytes follow. None where the file does not start so (load_file says why)."""
     try:
-        return load_file(path)
+        with open(path, "rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            if not 2 <= length <= 100_000_000:
+                return None
+            header = json.loads(f.read(length))
+    except (OSError, ValueError):
+        return None
+    return (length, header) if isinstance(header, dict) else None
+
+
+def _read_raw(path, length, header):
+    """Every tensor of a safetensors file from its raw bytes: for the bfloat16 that
+    safetensors.numpy cannot read. A bfloat16 is the high half of a float32, so shifting its
+    16 bits into the high half of a uint32 and viewing that as float32 is exact."""
+    with open(path, "rb") as f:
+        data = f.read()[8 + length:]
+    tensors = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = entry["dtype"], tuple(entry["shape"]), entry["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}: not a readable safetensors file (tensor {name!r}'s header entry is malformed)") from None
+        if dtype != "BF16" and dtype not in SAFETENSORS_DTYPES:
+            raise ValueError(f"{path}: tensor {name!r} has dtype {dtype}, which tinybert does not read")
+        numpy_dtype = numpy.dtype("<u2" if dtype == "BF16" else SAFETENSORS_DTYPES[dtype])
+        count = int(numpy.prod(shape, dtype=numpy.int64))
+        if not 0 <= begin <= end <= len(data) or end - begin != count * numpy_dtype.itemsize:
+            raise ValueError(f"{path}: not a readable safetensors file (tensor {name!r}'s data_offsets "
+                             f"{[begin, end]} do not fit its shape {list(shape)} and the file's {len(data)} bytes)")
+        array = numpy.frombuffer(data, numpy_dtype, count, begin).reshape(shape)
+        if dtype == "BF16":
+            array = (array.astype(numpy.uint32) << 16).view(numpy.float32)
+        tensors[name] = array if dtype == "BF16" else array.copy()     # writable, not a view of ``data``
+    return tensors
+
+
+def _load_safetensors(path):
+    """{name: array} of a safetensors file; float16 and bfloat16 tensors as float32, said once
+    on stderr. float32 files are read by safetensors itself, unchanged."""
+    found = _header(path)
+    dtypes = {entry.get("dtype") for name, entry in found[1].items()
+              if name != "__metadata__" and isinstance(entry, dict)} if found else set()
+    try:
+        tensors = _read_raw(path, *found) if "BF16" in dtypes else load_file(path)
     except (SafetensorError, OSError) as error:
         raise ValueError(f"{path}: not a readable safetensors file ({error})") from None
+    halves = [HALF_PRECISION[d] for d in HALF_PRECISION if d in dtypes]
+    if halves:
+        tensors = {name: array.astype(numpy.float32) if array.dtype == numpy.float16 else array
+                   for name, array in tensors.items()}
+        print(f"{path}: weights: converted {' and '.join(halves)} to float32", file=sys.stderr)
+    return tensors
+
+
+def check_finite(tensors, source):
+    """A ValueError naming the first tensor that holds a NaN or an infinity."""
+    for name, array in tensors.items():
+        if array.dtype.kind == "f" and not numpy.isfinite(array).all():
+            raise ValueError(f"{source}: tensor {name!r} holds values that are not finite (NaN or inf): the file is "
+                             "damaged, or the run that wrote it diverged")
+
+
+def check_tokenizer(folder):
+    """The folder's tokenizer loads, else one line naming the folder."""
+    try:
+        Tokenizer.from_folder(folder)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{folder}: no tokenizer.json or vocab.txt here; a model folder without its "
+                                "tokenizer cannot be trained on nor used (copy the tokenizer files of the "
+                                "model it came from beside config.json)") from None
+
+
+def check_loads(folder, shown_as):
+    """The folder just written loads (config, weights, tokenizer), else a ValueError naming
+    ``shown_as``, the place it was about to be swapped in at."""
+    try:
+        load_pretrained(folder)
+        Tokenizer.from_folder(folder)
+    except (OSError, KeyError, ValueError) as error:
+        message = (error.args[0] if isinstance(error, KeyError) else str(error)).replace(str(folder), str(shown_as))
+        raise ValueError(f"{shown_as}: the folder written does not load back, so it was not kept ({message})") from None
 
 
 def _normalise_hf_names(tensors):
@@ -188,12 +283,15 @@ def convert_hf_folder(src, dst, overwrite=False):
     _refuse_pickles(src)
     check_destination(src, dst, overwrite)
     config, _ = _read_config(src)
-    tensors = hf_to_tinybert(_load_safetensors(os.path.join(src, "model.safetensors")), config,
-                             os.path.join(src, "model.safetensors"))
+    path = os.path.join(src, "model.safetensors")
+    tensors = hf_to_tinybert(_load_safetensors(path), config, path)
+    check_finite(tensors, path)
+    check_tokenizer(src)
 
     def write(folder):
         _write_tinybert(tensors, config, folder)
         _copy_tokenizer(src, folder)
+        check_loads(folder, dst)
     files.atomic_folder(dst, write)
 
 
@@ -208,6 +306,8 @@ def export_hf_folder(src, dst, overwrite=False, extra_files=None):
     tensors = _load_safetensors(path)
     config.add_pooler = "pooler.weight" in tensors
     check_tinybert_tensors(tensors, config, path)
+    check_finite(tensors, path)
+    check_tokenizer(src)
     hf_config = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("dtype", "add_pooler")}
     hf_config.update(architectures=["BertModel"], model_type="bert")
 
@@ -217,6 +317,7 @@ def export_hf_folder(src, dst, overwrite=False, extra_files=None):
         _copy_tokenizer(src, folder)
         if extra_files is not None:
             extra_files(folder)
+        check_loads(folder, dst)
     files.atomic_folder(dst, write)
 
 
@@ -244,6 +345,7 @@ def load_pretrained(folder, dtype=None):
         config.add_pooler = "pooler.weight" in tensors
     else:
         tensors = hf_to_tinybert(tensors, config, path)
+    check_finite(tensors, path)
     if dtype is not None:
         config.dtype = numpy.dtype(dtype).name   # numpy.float32, "float32" or a dtype alike
     model = BertModel(config)

@@ -96,12 +96,14 @@ class BertConfig:
     def from_json(cls, path):
         """Read ``config.json`` (Hugging Face's or tinybert's); unknown keys are ignored."""
         try:
-            with open(path) as f:
+            with open(path, encoding="utf-8") as f:
                 values = json.load(f)
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: no config.json here") from None
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}: not valid UTF-8 JSON ({error})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: not a JSON object")
         fields = {f.name: f for f in dataclasses.fields(cls)}
         required = [name for name, f in fields.items() if f.default is dataclasses.MISSING]
         for name in required:

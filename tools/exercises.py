@@ -16,6 +16,20 @@ of the right answer than the one entry where yours is furthest from it.
 Exit status 0: correct. 1: not yet (wrong, not written yet, or your code raised an error,
 shown with its traceback). 2: a usage error (no such exercise or file).
 
+The command runs your answer in a child process (the same Python), from a copy of your file in
+a temporary folder that is also its working directory, and only an explicit verdict counts: the
+child ends by printing a line holding a random token the parent handed it on stdin, which your
+code never sees, so an answer that calls sys.exit(0) or os._exit(0), or crashes Python, is "no
+verdict", not correct (a sys.exit() your code calls is caught and shown as its error). After
+--timeout seconds (60) the child is killed: "timed out". What this does NOT do is sandbox your
+code: Python cannot, and it runs with your user's rights, so it can write, delete, or reach
+the network as any program you run can. What is done instead: it runs in a temporary folder, so
+a relative path lands there, and the repository's files (git's tracked files and the untracked
+ones it does not ignore, else every file) are listed with their size and modification time
+before and after; any file changed, deleted or added fails the check loudly, naming them. A
+change that keeps a file's size and modification time, or that touches ignored files (runs/,
+weights/) or anything outside the repository, is not detected.
+
 Adding an exercise: a starter file docs/exercises/NN_name.py defining ``name``, a check
 function here (it receives the learner's function, raises NotYet when the answer is wrong and
 returns one line saying what was verified), its entry in EXERCISES, a "Build it yourself"
@@ -24,11 +38,16 @@ that test checks that all of them agree.
 """
 import argparse
 import dataclasses
-import importlib.util
 import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import traceback
+import types
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +55,10 @@ import numpy as np
 from tinybert import Tensor, backend, convert, functional as F, gradcheck, ops, optim, pcgrad, smart
 from tinybert.model import BertConfig, BertModel, SelfAttention
 from tinybert.tokenizer import Tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]          # the repository the answer must leave as it was
+TIMEOUT = 60                                         # seconds an answer's check may take
+VERDICT = "tools.exercises verdict"                  # the child's last line: VERDICT TOKEN correct|not-correct
 
 # ---------------------------------------------------------------- what a check raises
 class NotYet(Exception):
@@ -55,17 +78,20 @@ class LearnerError(Exception):
 
 
 # ---------------------------------------------------------------- calling the learner's code
-def load(path, name):
-    """The function ``name`` defined by the Python file at ``path``."""
-    spec = importlib.util.spec_from_file_location(f"exercise_answer_{Path(path).stem}", path)
-    module = importlib.util.module_from_spec(spec)
+def load(path, name, shown_as=None):
+    """The function ``name`` defined by the Python file at ``path``; its code is named
+    ``shown_as`` (the learner's own file, where ``path`` is a copy) in tracebacks."""
+    shown_as = str(shown_as or path)
+    module = types.ModuleType(f"exercise_answer_{Path(shown_as).stem}")
+    module.__file__ = shown_as
     try:
-        spec.loader.exec_module(module)
-    except Exception as error:                    # a syntax error or a failing top-level line: theirs
-        raise LearnerError(error, f"importing {path}") from None
+        source = Path(path).read_text(encoding="utf-8")
+        exec(compile(source, shown_as, "exec"), module.__dict__)
+    except (Exception, SystemExit) as error:       # a syntax error or a failing top-level line: theirs
+        raise LearnerError(error, f"importing {shown_as}") from None
     function = getattr(module, name, None)
     if not callable(function):
-        raise NotYet(f"{path} defines no function {name}(): keep the starter file's name and signature")
+        raise NotYet(f"{shown_as} defines no function {name}(): keep the starter file's name and signature")
     return function
 
 
@@ -79,7 +105,7 @@ def call(function, *args, copy=True):
         return function(*args)
     except NotImplementedError:
         raise NotWritten() from None
-    except Exception as error:
+    except (Exception, SystemExit) as error:       # sys.exit() in an answer is its error, not the checker's end
         raise LearnerError(error, f"running {function.__name__}()") from None
 
 
@@ -609,13 +635,17 @@ EXERCISES = {exercise.number: exercise for exercise in [
 
 
 # ---------------------------------------------------------------- running a check
-def check(number, path, out=sys.stdout):
-    """Check the learner's file ``path`` for exercise ``number``; print the verdict to ``out``.
-    Returns True when the answer is correct."""
+def check(number, path, out=None, shown_as=None):
+    """Check the learner's file ``path`` for exercise ``number`` in this process; print the
+    verdict to ``out``. Returns True when the answer is correct. ``shown_as``: the name the
+    learner knows the file by (``path`` being a copy). The command runs this in a child
+    process, :func:`check_isolated`."""
+    out = out or sys.stdout
     exercise = EXERCISES[number]
-    print(f"Exercise {number}, {exercise.title} (docs/{exercise.chapter}): checking {path}", file=out)
+    shown_as = str(shown_as or path)
+    print(f"Exercise {number}, {exercise.title} (docs/{exercise.chapter}): checking {shown_as}", file=out)
     try:
-        print(f"  correct: {exercise.check(load(path, exercise.name))}", file=out)
+        print(f"  correct: {exercise.check(load(path, exercise.name, shown_as))}", file=out)
         return True
     except NotWritten:
         print(f"  not written yet: {exercise.name}() still raises NotImplementedError. Write its body "
@@ -623,11 +653,111 @@ def check(number, path, out=sys.stdout):
     except NotYet as wrong:
         print(f"  not yet: {wrong}", file=out)
     except LearnerError as failure:
-        print(_their_traceback(failure.error, path), file=out, end="")
-        where = _last_line_in(failure.error, path)
+        print(_their_traceback(failure.error, shown_as), file=out, end="")
+        where = _last_line_in(failure.error, shown_as)
         print(f"  your code raised {type(failure.error).__name__} while {failure.doing}"
               f"{f' (line {where})' if where else ''}: {failure.error}", file=out)
     return False
+
+
+# ---------------------------------------------------------------- the child process
+def check_isolated(number, path, out=None, timeout=TIMEOUT, repository=ROOT):
+    """:func:`check` in a child process of the same Python, from a copy of ``path`` in a
+    temporary folder that is its working directory, killed after ``timeout`` seconds; correct
+    only when the child's last line is its verdict "correct", with the token handed to it on
+    stdin, and the files of ``repository`` are as they were (see the module's docstring for
+    what is and is not prevented). Prints what the child printed, then the verdict line."""
+    out = out or sys.stdout
+    token = secrets.token_hex(16)
+    before = repository_files(repository)
+    with tempfile.TemporaryDirectory(prefix="exercise-") as work:
+        copy = os.path.join(work, os.path.basename(path))
+        shutil.copyfile(path, copy)
+        environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
+                       "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+        child = subprocess.Popen([sys.executable, "-m", "tools.exercises", "_run", number, copy, os.path.abspath(path)],
+                                 cwd=work, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            printed, errors = child.communicate(token + "\n", timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            _kill(child)
+            printed, errors = child.communicate()
+            timed_out = True
+    verdicts = re.findall(rf"^{VERDICT} {token} (correct|not-correct)$", printed, re.M)
+    printed = re.sub(rf"\n?{VERDICT} {token} (correct|not-correct)\n", "", printed)
+    print(printed, file=out, end="" if printed.endswith("\n") or not printed else "\n")
+    if errors:
+        print(errors, file=sys.stderr, end="")
+    changes = _changes(before, repository_files(repository))
+    if timed_out:
+        print(f"  timed out: your code ran for more than {timeout:g} s (an endless loop?)", file=out)
+    elif not verdicts:
+        print(f"  no verdict: the check ended (exit status {child.returncode}) before saying whether your answer is "
+              "right (does your code call os._exit() or crash Python?), so it is not counted as correct", file=out)
+    if changes:
+        print(f"  not correct: your code changed the repository {repository}: {changes}", file=out)
+    return not timed_out and not changes and verdicts == ["correct"]
+
+
+def _child(argv):
+    """``python -m tools.exercises _run NUMBER COPY SHOWN_AS``: the token first, from stdin,
+    then the check, then the verdict line holding the token."""
+    number, path, shown_as = argv
+    token = sys.stdin.readline().strip()
+    sys.stdin.close()
+    passed = check(number, path, out=sys.stdout, shown_as=shown_as)
+    sys.stdout.write(f"\n{VERDICT} {token} {'correct' if passed else 'not-correct'}\n")
+    sys.stdout.flush()
+    return 0
+
+
+def _kill(child):
+    """The child and whatever it started (its own process group)."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except (AttributeError, OSError):           # no process groups (Windows), or already gone
+        child.kill()
+
+
+IGNORED_FOLDERS = {".git", ".venv", "venv", "__pycache__", ".pytest_cache", "node_modules"}
+
+
+def repository_files(repository):
+    """{path relative to ``repository``: (size, modification time)} of git's tracked files and
+    the untracked ones it does not ignore; outside a git work tree, of every file but those
+    under .git, .venv and caches."""
+    repository = str(repository)
+    try:
+        listed = subprocess.run(["git", "-C", repository, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                                capture_output=True, check=True, timeout=60).stdout.decode("utf-8", "replace")
+        inside = subprocess.run(["git", "-C", repository, "rev-parse", "--show-prefix"], capture_output=True,
+                                check=True, timeout=60).stdout.decode().strip()
+        names = [name for name in listed.split("\0") if name] if not inside else None
+    except (OSError, subprocess.SubprocessError):
+        names = None
+    if names is None:                                  # not the top of a git work tree
+        names = []
+        for folder, subfolders, filenames in os.walk(repository):
+            subfolders[:] = [d for d in subfolders if d not in IGNORED_FOLDERS]
+            names += [os.path.relpath(os.path.join(folder, f), repository) for f in filenames]
+    found = {}
+    for name in names:
+        try:
+            status = os.lstat(os.path.join(repository, name))
+        except OSError:
+            continue
+        found[name] = (status.st_size, status.st_mtime_ns)
+    return found
+
+
+def _changes(before, after):
+    """"a.py changed, b.txt deleted, c.txt new (and 2 more)", or "" when nothing changed."""
+    changes = ([f"{name} deleted" for name in sorted(set(before) - set(after))]
+               + [f"{name} changed" for name in sorted(set(before) & set(after)) if before[name] != after[name]]
+               + [f"{name} new" for name in sorted(set(after) - set(before))])
+    return ", ".join(changes[:3]) + (f" (and {len(changes) - 3} more)" if len(changes) > 3 else "")
 
 
 def _frames_in(error, path):
@@ -653,12 +783,18 @@ def _last_line_in(error, path):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["_run"]:                           # the child process of check_isolated
+        return _child(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m tools.exercises", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="every exercise, its chapter and its starter file")
     checking = commands.add_parser("check", help="check your answer to one exercise")
     checking.add_argument("number", choices=sorted(EXERCISES), help="the exercise: its chapter's number")
     checking.add_argument("file", help="your copy of the starter file, its function written")
+    checking.add_argument("--timeout", type=float, default=TIMEOUT, help=f"seconds the check may take ({TIMEOUT})")
+    checking.add_argument("--repository", default=str(ROOT), help="the folder whose files your code must leave "
+                          "as they were (this repository)")
     args = parser.parse_args(argv)
     if args.command == "list":
         for exercise in EXERCISES.values():
@@ -667,7 +803,7 @@ def main(argv=None):
     if not os.path.isfile(args.file):
         print(f"{args.file}: no such file (copy {EXERCISES[args.number].starter} and write its function)", file=sys.stderr)
         return 2
-    return 0 if check(args.number, args.file) else 1
+    return 0 if check_isolated(args.number, args.file, timeout=args.timeout, repository=args.repository) else 1
 
 
 if __name__ == "__main__":

@@ -44,8 +44,9 @@ def load(folder):
         with safe_open(path, "np") as f:
             state = json.loads(f.metadata()["state"])
         tensors = load_file(path)
-    except (SafetensorError, KeyError, json.JSONDecodeError) as error:
+    except (SafetensorError, KeyError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not a tinybert checkpoint ({error})") from None
+    check_state(path, state)
     groups = {"model": {}, "adam": {}, "ema": {}}  # and "rng", the GPU generator's state, if saved
     for key, array in tensors.items():
         group, name = key.split(".", 1)
@@ -53,6 +54,23 @@ def load(folder):
     if state.get("rng") == RNG_IN_ARRAYS:
         state["rng"] = groups["rng"]["state"]
     return groups, state
+
+
+# What a resume reads of the state, and the type each must have.
+STATE_KEYS = {"step": int, "settings": dict, "rng": (dict, str), "pcgrad_rng": dict,
+              "best_score": (float, int, type(None)), "best_epoch": (float, int, type(None)),
+              "best_scores": (dict, type(None))}
+
+
+def check_state(path, state):
+    """A ValueError naming the checkpoint and the key when its state lacks one a resume reads."""
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: the checkpoint's state is not a JSON object")
+    for key, kind in STATE_KEYS.items():
+        if key not in state:
+            raise ValueError(f"{path}: the checkpoint's state has no {key!r}")
+        if not isinstance(state[key], kind) or isinstance(state[key], bool) or (key == "step" and state[key] < 0):
+            raise ValueError(f"{path}: the checkpoint's state has {key!r} = {json.dumps(state[key])[:40]}")
 
 
 def restore(groups, state, model, optimizer, proximal, source):

@@ -28,23 +28,26 @@ import sys
 import numpy as np
 
 from ..multitask import TASKS
+from . import files
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")   # matplotlib's first six
 
 
 def read_metrics(path):
     """(step records, eval records) of a metrics.jsonl. A resumed run appends to the same
-    file, so a step logged twice keeps its latest record."""
+    file, so a step logged twice keeps its latest record. A line that is not a JSON object,
+    or a record without a whole-number "step" (an evaluation: without "epoch"), is a
+    ValueError naming the file and the line; a half-written last line is left out."""
     steps, evals = {}, {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}, line {number}: not JSON ({error})") from None
-            (steps if record.get("type") == "step" else evals)[record["step"]] = record
+    for number, record, _ in files.read_jsonl(path):
+        kind = "step" if record.get("type") == "step" else "eval"
+        for key in ("step",) if kind == "step" else ("step", "epoch"):
+            if key not in record:
+                raise ValueError(f'{path}, line {number}: no "{key}" in this {kind} record')
+            value = record[key]
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f'{path}, line {number}: "{key}" is not a number ({value!r})')
+        (steps if kind == "step" else evals)[record["step"]] = record
     return [steps[s] for s in sorted(steps)], [evals[s] for s in sorted(evals)]
 
 

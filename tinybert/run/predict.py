@@ -11,14 +11,23 @@ At the end of a run, train.py writes the best epoch to RUN/model/ (:func:`save_m
                                      (so `python -m tinybert.convert --to-hf RUN/model DST` exports it)
     heads.safetensors                the task heads (sentiment_head.*, paraphrase_head.*, similarity_head.*)
     tokenizer.json, vocab.txt, ...   the tokenizer
-    tasks.json                       the tasks trained, --cos, --max_len, the best epoch and its dev scores
+    tasks.json                       the tasks trained, --cos, --max_len, the best epoch and its dev scores,
+                                     and the sha256 of model.safetensors and heads.safetensors
 
 :func:`load` reads it back in one call. Answers: sst, the class 0-4 and the five class
 probabilities softmax(logits); para, the probability of a paraphrase sigmoid(logit); sts, the
 0-5 score the prediction files hold (5 x the cosine, clipped to [0, 5], with --cos; else the
 regression head's output).
+
+Nothing wrong is answered in silence: :func:`load` checks each file against the sha256 that
+tasks.json recorded (a folder written before the checksums loads without that check) and
+refuses weights that are not finite, and an answer that comes out NaN or infinite is refused
+rather than printed, each in one line naming the file or folder. ``--file`` takes a plain file
+of sentences; a CS224N data file (tab-separated, a header naming id/sentence columns) is
+refused with one line saying so, rather than read as sentences, header and ids included.
 """
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -33,11 +42,13 @@ from ..model import BertModel
 from ..multitask import TASKS, MultitaskBert, encode_batch
 from ..tensor import no_grad
 from ..tokenizer import Tokenizer
-from ..convert import load_pretrained, save_pretrained
+from ..convert import check_finite, load_pretrained, save_pretrained
 
 MODEL_FORMAT = "tinybert-multitask-1"
 SETTINGS_KEYS = ("format", "tasks", "cos", "max_len")
 SENTIMENT_NAMES = ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")
+CHECKSUMMED = ("model.safetensors", "heads.safetensors")            # their sha256 is in tasks.json
+DATA_FILE_COLUMNS = {"id", "sentence", "sentence1", "sentence2"}     # a CS224N data file's header names some
 
 
 def save_model_folder(folder, model, tokenizer, tasks, args, state):
@@ -49,9 +60,33 @@ def save_model_folder(folder, model, tokenizer, tasks, args, state):
         heads = {name: p.data for name, p in model.named_parameters() if not name.startswith("bert.")}
         files.save_arrays(os.path.join(temporary, "heads.safetensors"), heads)
         settings = {"format": MODEL_FORMAT, "tasks": list(tasks), "cos": args.cos, "max_len": args.max_len,
-                    "best_epoch": state["best_epoch"], "dev_scores": state["best_scores"], "weights": args.weights}
+                    "best_epoch": state["best_epoch"], "dev_scores": state["best_scores"], "weights": args.weights,
+                    "sha256": {name: sha256(os.path.join(temporary, name)) for name in CHECKSUMMED}}
         files.write_text(os.path.join(temporary, "tasks.json"), json.dumps(settings, indent=2))
     files.atomic_folder(folder, write)
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_checksums(folder, settings):
+    """Each file whose sha256 tasks.json recorded still has it; a folder written before the
+    checksums (no "sha256" key) is not checked."""
+    recorded = settings.get("sha256")
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{os.path.join(folder, 'tasks.json')}: 'sha256' is not a table of file names")
+    for name, digest in recorded.items():
+        path = os.path.join(folder, name)
+        if os.path.isfile(path) and sha256(path) != digest:
+            raise ValueError(f"{path}: its sha256 does not match the one tasks.json recorded when the run wrote "
+                             "it: the file is damaged or was changed since; restore it or train again")
 
 
 def model_folder(path):
@@ -71,24 +106,33 @@ def read_settings(folder):
     try:
         with open(path, encoding="utf-8") as f:
             settings = json.load(f)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
-    missing = [key for key in SETTINGS_KEYS if key not in settings] if isinstance(settings, dict) else ["format"]
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid UTF-8 JSON ({error})") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    missing = [key for key in SETTINGS_KEYS if key not in settings]
     if missing:
         raise ValueError(f"{path}: the key {missing[0]!r} is missing")
     if settings["format"] != MODEL_FORMAT:
         raise ValueError(f"{path}: format {settings['format']!r}, expected {MODEL_FORMAT!r}")
-    unknown = [task for task in settings["tasks"] if task not in TASKS]
+    tasks, max_len = settings["tasks"], settings["max_len"]
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(task, str) for task in tasks):
+        raise ValueError(f"{path}: 'tasks' must be a list of task names, got {tasks!r}")
+    unknown = [task for task in tasks if task not in TASKS]
     if unknown:
         raise ValueError(f"{path}: unknown task {unknown[0]!r} under 'tasks'")
+    if not isinstance(settings["cos"], bool):
+        raise ValueError(f"{path}: 'cos' must be true or false, got {settings['cos']!r}")
+    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 4:
+        raise ValueError(f"{path}: 'max_len' must be a whole number of at least 4, got {max_len!r}")
     return settings
 
 
 class TrainedModel:
     """A run's model folder, loaded: ``TrainedModel.load("runs/full")``."""
 
-    def __init__(self, model, tokenizer, settings):
-        self.model, self.tokenizer, self.settings = model, tokenizer, settings
+    def __init__(self, model, tokenizer, settings, folder="the model"):
+        self.model, self.tokenizer, self.settings, self.folder = model, tokenizer, settings, folder
         self.model.eval()
 
     @classmethod
@@ -96,15 +140,29 @@ class TrainedModel:
         """From a run folder (its model/) or a model folder."""
         folder = model_folder(path)
         settings = read_settings(folder)
-        bert = load_pretrained(folder)
+        verify_checksums(folder, settings)
+        bert = load_pretrained(folder)           # refuses weights that are not finite
+        if settings["max_len"] > bert.config.max_position_embeddings:
+            raise ValueError(f"{os.path.join(folder, 'tasks.json')}: 'max_len' {settings['max_len']} exceeds the "
+                             f"model's {bert.config.max_position_embeddings} positions")
         model = MultitaskBert(bert, cos=settings["cos"])
         heads_path = os.path.join(folder, "heads.safetensors")
         if not os.path.isfile(heads_path):
             raise FileNotFoundError(f"{heads_path}: the task heads are missing")
         state = {f"bert.{name}": p.data for name, p in bert.named_parameters()}
-        state.update(_load_safetensors(heads_path))
+        heads = _load_safetensors(heads_path)
+        check_finite(heads, heads_path)
+        state.update(heads)
         model.load_state_dict(state, source=heads_path)
-        return cls(model, Tokenizer.from_folder(folder), settings)
+        return cls(model, Tokenizer.from_folder(folder), settings, folder)
+
+    def _finite(self, what, values):
+        """``values``, or a ValueError naming the folder when some are NaN or infinite."""
+        bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
+        if bad.any():
+            raise ValueError(f"{self.folder}: the model's {what} are not finite (NaN or inf) for {int(bad.sum())} of "
+                             f"{len(values)} inputs: its weights overflow, so it has no answer to give")
+        return values
 
     def _outputs(self, task, examples):
         """The head's output over ``examples``, in their order: (N, 5) logits or (N,)."""
@@ -112,7 +170,7 @@ class TrainedModel:
             raise ValueError(f"this model was trained for {', '.join(self.settings['tasks'])}, not {task}")
         _, outputs = head_outputs(self.model, task, examples, self.tokenizer, self.settings["max_len"],
                                   sort_by_length=False)
-        return outputs
+        return self._finite(f"{task} outputs", outputs)
 
     def sentiment(self, sentences):
         """(classes (N,), probabilities (N, 5)) for a list of sentences."""
@@ -138,7 +196,7 @@ class TrainedModel:
             for chunk in make_batches(_sentences(sentences), 64, sort_by_length=False):
                 batch = encode_batch("sst", chunk, self.tokenizer, self.settings["max_len"], self.settings["cos"])
                 embeddings.append(self.model.mean_pooled(self.model.embed(batch)[0], batch.segments[0]).numpy())
-        return np.concatenate(embeddings)
+        return self._finite("embeddings", np.concatenate(embeddings))
 
 
 def _sentences(sentences):
@@ -153,7 +211,9 @@ def _pairs(first, second):
 
 def read_inputs(path, task):
     """A file of inputs: one sentence a line (sst) or "sentence1 TAB sentence2" (para, sts);
-    blank lines are skipped, any other line of the wrong shape is an error naming it."""
+    blank lines are skipped, any other line of the wrong shape is an error naming it. A CS224N
+    data file (its first line a tab-separated header naming id/sentence columns) is refused:
+    its rows hold an index, an id and a label beside the sentences."""
     fields = 1 if task == "sst" else 2
     rows = []
     with open(path, encoding="utf-8") as f:
@@ -161,7 +221,14 @@ def read_inputs(path, task):
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
-            parts = [line] if fields == 1 else line.split("\t")
+            parts = line.split("\t")
+            if not rows and len(parts) > 1 and DATA_FILE_COLUMNS & {part.strip().lower() for part in parts}:
+                raise ValueError(f"{path}: looks like a CS224N data file (line {number} is a header naming the "
+                                 f"columns {', '.join(p.strip() for p in parts if p.strip())}); pass a plain file of "
+                                 "sentences: one sentence a line (sst), or sentence1 TAB sentence2 a line (para, sts)")
+            if fields == 1 and len(parts) > 1:
+                raise ValueError(f"{path}, line {number}: {len(parts)} tab-separated fields; --task sst takes a plain "
+                                 "file of sentences, one a line, without tabs")
             if len(parts) != fields:
                 raise ValueError(f"{path}, line {number}: expected two sentences separated by a tab, "
                                  f"found {len(parts)} field(s)")

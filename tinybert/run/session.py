@@ -1,15 +1,19 @@
 """A training run's folder and bookkeeping, so that train.py's loop is the method alone.
 
     run = TrainingRun(args, tasks)         # refuses a folder or output path it must not use, now
+    test_sets = load_test_sets(args, tasks)   # a bad test file fails now, not after the training
     ...                                    # build the model, the optimizer, ...
     with run.start(model, optimizer, proximal, pcgrad_rng, tokenizer, dev_sets, total_steps):
         for step, record in run.steps():   # the training step fills ``record``
             ...
-    state = run.finish()                   # test predictions, dev_metrics.json, model/
+    state = run.finish(test_sets)          # test predictions, dev_metrics.json, model/
 
 The run folder (``args.out``) holds metrics.jsonl (one JSON object per step and per
 evaluation), args.json, machine.json, last/ and best/ checkpoints, predictions/ and model/.
-Nothing is lost: a folder that holds a run is refused unless --resume (or --overwrite); last/
+Nothing is lost: a folder that holds a run (a file a run writes, RUN_FOLDERS) is refused unless
+--resume (or --overwrite, which removes those files and nothing else); no output may land on an
+input or on a file of the run (check_output_paths); a resume reads and checks every file of the
+run before it writes one; a bad test file fails before the training (load_test_sets); last/
 is saved at the end of an epoch before the evaluation and again after it, and every
 --save_every_minutes; Ctrl-C and SIGTERM save last/ and end the run at the end of the step; a
 loss that is not finite or grows past --max_loss_factor times its first value stops the run
@@ -23,7 +27,6 @@ the work).
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 import time
@@ -38,9 +41,16 @@ from .evaluation import metric, predict, write_predictions
 from .predict import save_model_folder
 from .progress import Progress
 
-# What a run folder holds: if any is there, the folder is not reused without --resume or --overwrite.
-RUN_ENTRIES = ("metrics.jsonl", "args.json", "machine.json", "resumes.jsonl", "dev_metrics.json", "last", "best",
-               "model", "predictions")
+# What a run writes in its folder, by name: the run's files, and the files it writes in each of
+# its folders (model/ is RUN/model as tinybert.run.predict.save_model_folder writes it). Only
+# these tell that a folder holds a run, and only these does --overwrite remove.
+RUN_FILES = ("metrics.jsonl", "args.json", "machine.json", "resumes.jsonl", "dev_metrics.json")
+CHECKPOINT_FILES = ("checkpoint.safetensors", "state.json")
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+               "heads.safetensors", "tasks.json")
+RUN_FOLDERS = {"last": CHECKPOINT_FILES, "best": CHECKPOINT_FILES, "model": MODEL_FILES,
+               "predictions": tuple(f"{task}-{split}-output.csv" for task in TASKS for split in ("dev", "test"))}
+RUN_ENTRIES = RUN_FILES + tuple(RUN_FOLDERS)
 # Settings a checkpoint must share with the run that resumes it.
 RESUME_MUST_MATCH = ("task", "cos", "pcgrad", "smart", "batch_size", "max_len", "seed", "steps_per_epoch", "epochs",
                      "sst_batches_per_step", "para_batches_per_step", "sts_batches_per_step", "head_lr_factor",
@@ -55,10 +65,32 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
+def run_files_held(out, entries=RUN_ENTRIES):
+    """The files of a run in ``out`` ("metrics.jsonl", "last/checkpoint.safetensors", ...):
+    of ``entries``, the files there, and in a folder of RUN_FOLDERS the names a run writes in it."""
+    held = []
+    for name in entries:
+        path = os.path.join(out, name)
+        if name in RUN_FOLDERS:
+            held += [f"{name}/{file}" for file in RUN_FOLDERS[name] if os.path.isfile(os.path.join(path, file))]
+        elif os.path.isfile(path):
+            held.append(name)
+    return held
+
+
 def check_run_folder(out, resume, overwrite, entries=RUN_ENTRIES):
     """A folder that holds a run is only continued (--resume) or replaced (--overwrite);
-    ``resume`` None: the program cannot continue a run (tools/peer.py)."""
-    held = [name for name in entries if os.path.exists(os.path.join(out, name))]
+    ``resume`` None: the program cannot continue a run (tools/peer.py). A model/ holding
+    files a run does not write is refused either way: the run replaces model/ as a whole."""
+    model = os.path.join(out, "model")
+    if "model" in entries and os.path.isdir(model):
+        foreign = sorted(name for name in os.listdir(model) if name not in MODEL_FILES
+                         and not (name.startswith(".") and name.endswith(".tmp")))
+        if foreign:
+            raise ValueError(f"{model}: holds {', '.join(foreign)}, which a run does not write, and a run replaces "
+                             f"{model} as a whole when it ends: move {'it' if len(foreign) == 1 else 'them'} "
+                             "or pick another --out")
+    held = run_files_held(out, entries)
     if held and not (resume or overwrite):
         hint = "" if resume is None else "continue it with --resume, "
         raise ValueError(f"{out}: holds a run already ({', '.join(held)}); {hint}"
@@ -66,13 +98,20 @@ def check_run_folder(out, resume, overwrite, entries=RUN_ENTRIES):
 
 
 def clear_run_folder(out, entries=RUN_ENTRIES):
-    """--overwrite: remove the previous run's entries (nothing else in the folder)."""
-    for name in entries:
+    """--overwrite: remove the previous run's files (run_files_held), and a folder of the run
+    they leave empty; nothing else. Says on stderr what it removed."""
+    removed = run_files_held(out, entries)
+    for name in removed:
+        os.remove(os.path.join(out, name))
+    for name in RUN_FOLDERS:
         path = os.path.join(out, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
+        if name in entries and os.path.isdir(path) and not os.path.islink(path):
+            files.remove_temporaries(path)
+            if not os.listdir(path):
+                os.rmdir(path)
+    if removed:
+        print(f"--overwrite: removed the previous run's {', '.join(removed)} from {out}", file=sys.stderr)
+    return removed
 
 
 def output_paths(args, tasks):
@@ -81,13 +120,71 @@ def output_paths(args, tasks):
     return [getattr(args, f"{task}_{split}_out") for task in tasks for split in splits]
 
 
+def input_paths(args):
+    """(flag, path) of every file a run reads: the data files of every task, the weights folder's files."""
+    found = [(f"--{task}_{split}", getattr(args, f"{task}_{split}")) for task in TASKS
+             for split in ("train", "dev", "test") if getattr(args, f"{task}_{split}", None)]
+    for folder, _, names in sorted(os.walk(args.weights)) if os.path.isdir(args.weights) else []:
+        found += [("--weights", os.path.join(folder, name)) for name in sorted(names)]
+    return found
+
+
+def same_file(a, b):
+    """``a`` and ``b`` name one file: the same path once resolved (symlinks too), or one inode."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    return os.path.isfile(a) and os.path.isfile(b) and os.path.samefile(a, b)
+
+
+def lies_in(path, folder):
+    resolved, folder = os.path.realpath(path), os.path.realpath(folder)
+    return resolved == folder or resolved.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_no_output_on_an_input(args, tasks):
+    """No prediction file may land on an input (a data file, a file of the weights folder)
+    or on a file of the run (metrics.jsonl, ..., what last/, best/, model/ hold), and no file
+    of the run on an input: refused with one line naming both paths."""
+    flag_of = {path: f"--{task}_{split}_out" for task in tasks for split in ("dev", "test")
+               for path in [getattr(args, f"{task}_{split}_out")]}
+    inputs = input_paths(args)
+    for path in output_paths(args, tasks):
+        for flag, source in inputs:
+            if same_file(path, source):
+                raise ValueError(f"{path}: {flag_of[path]} would overwrite {source}, an input ({flag}); "
+                                 "pick another path")
+        for name in RUN_FILES:
+            if same_file(path, os.path.join(args.out, name)):
+                raise ValueError(f"{path}: {flag_of[path]} would overwrite {os.path.join(args.out, name)}, "
+                                 "the run's own file; pick another path")
+        for name in ("last", "best", "model"):
+            if lies_in(path, os.path.join(args.out, name)):
+                raise ValueError(f"{path}: {flag_of[path]} lies in {os.path.join(args.out, name)}, which the run "
+                                 "writes (model/ it replaces as a whole); pick another path")
+    for flag, source in inputs:
+        for name in RUN_FILES + ("last", "best", "model"):
+            own = os.path.join(args.out, name)
+            if same_file(source, own) or (name in RUN_FOLDERS and lies_in(source, own)):
+                where = "is" if same_file(source, own) else "lies in"
+                raise ValueError(f"{source}: an input ({flag}) {where} {own}, which the run writes; "
+                                 "pick another --out or move the input")
+
+
 def check_output_paths(args, tasks):
     """Fail now, not after an epoch of training, if the run folder or a prediction file
-    cannot be written: the path is a folder, lies under a file, or in a read-only folder."""
+    cannot be written: the path is a folder, lies under a file, or in a read-only folder; it
+    lands on an input or on a file of the run (check_no_output_on_an_input); a file of the run
+    is a folder there, or a folder of the run a file."""
     paths = output_paths(args, tasks)
     repeated = sorted({path for path in paths if paths.count(path) > 1})
     if repeated:
         raise ValueError(f"{repeated[0]}: given as more than one prediction file")
+    check_no_output_on_an_input(args, tasks)
+    for name in RUN_ENTRIES:
+        path, is_folder = os.path.join(args.out, name), name in RUN_FOLDERS
+        if os.path.exists(path) and os.path.isdir(path) != is_folder:
+            raise ValueError(f"{path}: is {'a file' if is_folder else 'a folder'}, where the run keeps its "
+                             f"{name}{'/' if is_folder else ''}; move it or pick another --out")
     for path, is_folder in [(args.out, True)] + [(path, False) for path in paths]:
         if os.path.exists(path) and os.path.isdir(path) != is_folder:
             raise ValueError(f"{path}: is {'a file' if is_folder else 'a folder'}, cannot write the "
@@ -102,25 +199,30 @@ def check_output_paths(args, tasks):
             raise ValueError(f"{path}: cannot be written, {folder} is not writable")
 
 
-def record_resume(args, state):
-    """Flags a resume may change (--lr, --eval_batch_size, ...) but that change the run: each
-    change is printed and appended to OUT/resumes.jsonl with the step it took effect. So is a
-    change of machine (machine.json, rewritten by every session): the run's minutes from that
-    step on were measured on another CPU or BLAS."""
+def resume_changes(args):
+    """{flag: [before, now]} of the flags a resume changed (RESUME_MUST_MATCH and --resume,
+    --overwrite left out), and "machine" when machine.json names another machine; args.json
+    and machine.json must be JSON objects (a ValueError naming the file)."""
     path = os.path.join(args.out, "args.json")
     if not os.path.exists(path):
-        return
-    with open(path, encoding="utf-8") as f:
-        before = json.load(f)
-    now = vars(args)
+        return {}
+    before, now = files.read_json(path), vars(args)
     changed = {k: [before[k], now[k]] for k in now if k in before and before[k] != now[k]
                and k not in RESUME_MUST_MATCH + ("resume", "overwrite")}
     machine_path = os.path.join(args.out, "machine.json")
     if os.path.exists(machine_path):
-        with open(machine_path, encoding="utf-8") as f:
-            machine_before, machine_now = json.load(f), machine.describe()
+        machine_before, machine_now = files.read_json(machine_path), machine.describe()
         if machine_before != machine_now:
             changed["machine"] = [machine_before, machine_now]
+    return changed
+
+
+def record_resume(args, state, changed=None):
+    """Flags a resume may change (--lr, --eval_batch_size, ...) but that change the run: each
+    change is printed and appended to OUT/resumes.jsonl with the step it took effect. So is a
+    change of machine (machine.json, rewritten by every session): the run's minutes from that
+    step on were measured on another CPU or BLAS. ``changed``: resume_changes(args), read before."""
+    changed = resume_changes(args) if changed is None else changed
     if not changed:
         return
     with open(os.path.join(args.out, "resumes.jsonl"), "a", encoding="utf-8") as f:
@@ -130,23 +232,43 @@ def record_resume(args, state):
           + f" (recorded in {os.path.join(args.out, 'resumes.jsonl')})", file=sys.stderr)
 
 
-def trim_log(path, state):
+def log_lines_kept(path, state):
+    """The lines of metrics.jsonl that trim_log keeps (None: no log). Every line must be a
+    record with a "type", a whole-number "step" and, an evaluation, an "epoch": else a
+    ValueError naming the file and the line."""
+    if not os.path.exists(path):
+        return None
+    kept = []
+    for number, record, line in files.read_jsonl(path):
+        keys = ("type", "step", "epoch") if record.get("type") == "eval" else ("type", "step")
+        missing = [key for key in keys if key not in record]
+        if missing:
+            raise ValueError(f"{path}, line {number}: no {missing[0]!r}")
+        if not isinstance(record["step"], int) or isinstance(record["step"], bool):
+            raise ValueError(f"{path}, line {number}: 'step' is not a whole number ({record['step']!r})")
+        if record["type"] == "eval" and not isinstance(record["epoch"], (int, float)):
+            raise ValueError(f"{path}, line {number}: 'epoch' is not a number ({record['epoch']!r})")
+        evaluated = record["type"] != "eval" or record["epoch"] <= state["evaluated_epoch"]
+        if record["step"] <= state["step"] and evaluated:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    return kept
+
+
+def trim_log(path, state, kept=None):
     """Drop from metrics.jsonl what a killed run logged after its last/ checkpoint (steps past
     it, an evaluation not yet recorded in it, a half-written line), so a resumed run's log
-    reads as if it had never stopped."""
-    if not os.path.exists(path):
-        return
-    kept = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            evaluated = record["type"] != "eval" or record["epoch"] <= state["evaluated_epoch"]
-            if record["step"] <= state["step"] and evaluated:
-                kept.append(line if line.endswith("\n") else line + "\n")
-    files.write_text(path, "".join(kept))
+    reads as if it had never stopped. ``kept``: log_lines_kept(path, state), read before."""
+    kept = log_lines_kept(path, state) if kept is None else kept
+    if kept is not None:
+        files.write_text(path, "".join(kept))
+
+
+def what_is_kept(out):
+    """The end of a message that stops a run: what a user can go back to."""
+    last = os.path.join(out, "last")
+    if os.path.exists(os.path.join(last, "checkpoint.safetensors")):
+        return f"the last good checkpoint in {last} is kept"
+    return "no checkpoint had been saved yet"
 
 
 def epoch_at(step, steps_per_epoch):
@@ -171,8 +293,8 @@ class TrainingRun:
         self.interrupted = []   # the signal's number; the step ends, last/ is saved, the run returns
 
     def start(self, model, optimizer, proximal, pcgrad_rng, tokenizer, dev_sets, total_steps):
-        """Resume from last/ (--resume) or begin afresh (--overwrite clears the previous run's
-        entries first); write args.json and machine.json, open the log. Use as ``with``: the
+        """Resume from last/ (--resume) or begin afresh (--overwrite removes the previous run's
+        files first, clear_run_folder); write args.json and machine.json, open the log. Use as ``with``: the
         signal handlers are in place inside the block."""
         args = self.args
         self.model, self.optimizer, self.proximal, self.pcgrad_rng = model, optimizer, proximal, pcgrad_rng
@@ -193,21 +315,28 @@ class TrainingRun:
         return self
 
     def _resume(self, settings):
+        """Every file the resume reads is read and checked before it writes anything: a failed
+        resume leaves the folder as it was."""
         groups, state = checkpoint.load(self.last)
         for key, value in settings.items():
             saved = state["settings"].get(key, SETTINGS_BEFORE_THEY_EXISTED.get(key))
             if saved != value:
                 raise ValueError(f"{self.last}: checkpoint was trained with --{key}={saved}, "
                                  f"this run has --{key}={value}")
+        if os.path.exists(os.path.join(self.last, "state.json")):
+            files.read_json(os.path.join(self.last, "state.json"))  # its readable copy, damaged by hand?
+        state.setdefault("evaluated_epoch", epoch_at(state["step"], self.args.steps_per_epoch))  # older checkpoints
+        state.setdefault("first_loss", {})
+        changed = resume_changes(self.args)
+        log = os.path.join(self.args.out, "metrics.jsonl")
+        kept = log_lines_kept(log, state)
         checkpoint.restore(groups, state, self.model, self.optimizer, self.proximal,
                            os.path.join(self.last, "checkpoint.safetensors"))
         backend.set_rng_state(state["rng"])
         self.pcgrad_rng.bit_generator.state = state["pcgrad_rng"]
-        state.setdefault("evaluated_epoch", epoch_at(state["step"], self.args.steps_per_epoch))  # older checkpoints
-        state.setdefault("first_loss", {})
         self.state = state
-        record_resume(self.args, state)
-        trim_log(os.path.join(self.args.out, "metrics.jsonl"), state)
+        record_resume(self.args, state, changed)
+        trim_log(log, state, kept)
         print(f"resumed {self.last} at step {state['step']}", file=sys.stderr)
 
     def __enter__(self):
@@ -263,9 +392,7 @@ class TrainingRun:
 
     def what_is_kept(self):
         """The end of a divergence message: what a user can go back to."""
-        if os.path.exists(os.path.join(self.last, "checkpoint.safetensors")):
-            return f"the last good checkpoint in {self.last} is kept"
-        return "no checkpoint had been saved yet"
+        return what_is_kept(self.args.out)
 
     def check_loss(self, task, value):
         """Stop (TrainingDiverged) when a batch's loss is not finite or exceeds --max_loss_factor
@@ -314,25 +441,36 @@ class TrainingRun:
         state["evaluated_epoch"] = epoch
         self.save(self.last)
 
-    def finish(self):
+    def finish(self, test_sets=None):
         """After the last step: the best epoch's test predictions in the CS224N files (its dev
         predictions were written when it was evaluated), its dev metrics in dev_metrics.json and
-        its model in model/. Returns the final state (with "interrupted": the signal's number
-        when one stopped the run, and then nothing is written)."""
+        its model in model/. ``test_sets``: {task: examples} read before training (a task
+        without one has no test file); None: read them now. Returns the final state (with
+        "interrupted": the signal's number when one stopped the run, and then nothing is written)."""
         args, state = self.args, self.state
         if self.interrupted:
             return {**state, "interrupted": self.interrupted[0]}
         groups, _ = checkpoint.load(self.best)
         self.model.load_state_dict(groups["model"], source=self.best)
+        test_sets = load_test_sets(args, self.tasks) if test_sets is None else test_sets
         for task in [] if args.no_test_predictions else self.tasks:
-            test_path = getattr(args, f"{task}_test")
-            if not os.path.exists(test_path):
-                print(f"no {task} test file at {test_path}: skipping its test predictions", file=sys.stderr)
+            if task not in test_sets:
+                print(f"no {task} test file at {getattr(args, f'{task}_test')}: skipping its test predictions",
+                      file=sys.stderr)
                 continue
-            ids, values = predict(self.model, task, load_task(task, test_path, labelled=False), self.tokenizer,
-                                  args.max_len, args.eval_batch_size)
+            ids, values = predict(self.model, task, test_sets[task], self.tokenizer, args.max_len, args.eval_batch_size)
             write_predictions(getattr(args, f"{task}_test_out"), task, ids, values)
         files.write_text(os.path.join(args.out, "dev_metrics.json"), json.dumps(state["best_scores"], indent=2))
         print("best dev: " + "  ".join(f"{k} {v:.4f}" for k, v in state["best_scores"].items()), file=sys.stderr)
         save_model_folder(os.path.join(args.out, "model"), self.model, self.tokenizer, self.tasks, args, state)
         return state
+
+
+def load_test_sets(args, tasks):
+    """{task: examples} of the test files the run will predict (none with --no_test_predictions;
+    a missing file is skipped, finish says so): read before training, so that a bad one fails
+    before the work it would waste."""
+    if args.no_test_predictions:
+        return {}
+    return {task: load_task(task, getattr(args, f"{task}_test"), labelled=False) for task in tasks
+            if os.path.exists(getattr(args, f"{task}_test"))}
