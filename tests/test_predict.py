@@ -261,7 +261,7 @@ def test_export_of_a_run_without_a_tokenizer_is_refused_and_writes_nothing(cos_r
     ("tasks.json", {"max_len": "32"}, "'max_len' must be a whole number"),
     ("tasks.json", {"max_len": 100000}, "'max_len' 100000 exceeds the model's"),
     ("tasks.json", {"cos": "yes"}, "'cos' must be true or false"),
-    ("tasks.json", b"\xff\xfe{", "tasks.json: not valid UTF-8 JSON"),
+    ("tasks.json", b"\xff\xfe{", "tasks.json: not valid JSON"),
     ("config.json", None, "config.json: not a JSON object"),
 ])
 def test_a_damaged_json_file_of_a_model_folder_is_one_line_naming_it(cos_run, tmp_path, file, content, problem):

@@ -101,7 +101,7 @@ class BertConfig:
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: no config.json here") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path}: not valid UTF-8 JSON ({error})") from None
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
         if not isinstance(values, dict):
             raise ValueError(f"{path}: not a JSON object")
         fields = {f.name: f for f in dataclasses.fields(cls)}

@@ -107,7 +107,7 @@ def read_settings(folder):
         with open(path, encoding="utf-8") as f:
             settings = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid UTF-8 JSON ({error})") from None
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(settings, dict):
         raise ValueError(f"{path}: not a JSON object")
     missing = [key for key in SETTINGS_KEYS if key not in settings]
