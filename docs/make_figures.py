@@ -438,7 +438,8 @@ def learning_rate_schedule():
     axes.set_ylabel("learning rate", fontsize=9)
     axes.tick_params(labelsize=9)
     axes.legend(fontsize=8.5, loc="lower center", frameon=False)
-    axes.set_title(f"The schedule of the default recipe: peak {args['lr']:g}, {total} steps", fontsize=10)
+    axes.set_title(f"The committed full run (the earlier default): peak {args['lr']:g}, {total} steps",
+                   fontsize=10)
     figure.tight_layout()
     save(figure, "learning_rate_schedule.png")
 
