@@ -9,7 +9,8 @@ functions it names exist, and every chapter ends with exercises.
 - Every test named as tests/test_x.py::test_name must exist.
 - Chapters 01..13 exist and each ends with an "Exercises" section of two or three items.
 - The figures are small PNGs, each drawn by docs/make_figures.py and shown by a chapter.
-- The results tables (README, chapter 12) equal the committed runs and ablation JSON.
+- The results tables (README, chapter 12, the results log docs/results/README.md) equal the
+  committed runs and ablation JSON; the log's ```python run blocks run as a chapter's do.
 - docs/README.md's path from a fresh clone to the full recipe names only make targets,
   train.py flags and modules that exist, and its recipe for ../shared/data rebuilds the
   project's data files exactly.
@@ -30,6 +31,7 @@ from conftest import ROOT, data_dir, write_run
 DOCS = ROOT / "docs"
 CHAPTERS = sorted(DOCS.glob("[0-9][0-9]-*.md"))
 APPENDICES = [DOCS / "performance.md"]                # pages of the course outside the numbered chapters
+LOG = DOCS / "results" / "README.md"                  # the results log: every committed run, how it was made
 MARKDOWN = sorted(DOCS.glob("*.md"))
 FIGURE_LIMIT = 150 * 1024          # bytes: figures are committed, keep the repository light
 
@@ -48,7 +50,7 @@ def run_blocks(path):
 
 
 # ---------------------------------------------------------------- the snippets run
-@pytest.mark.parametrize("chapter", CHAPTERS + APPENDICES, ids=lambda path: path.name)
+@pytest.mark.parametrize("chapter", CHAPTERS + APPENDICES + [LOG], ids=lambda path: path.relative_to(DOCS).as_posix())
 def test_chapter_code_runs(chapter, monkeypatch):
     """The chapter's runnable blocks, in order, in one namespace. Each block is compiled with
     the chapter's file name and padded to its line number, so a traceback points at the line
@@ -67,9 +69,9 @@ def test_chapter_code_runs(chapter, monkeypatch):
 def test_run_blocks_are_found():
     """Guard against a fence typo silently turning a chapter's blocks illustrative: every
     chapter runs something, and no fence carries an info string this file does not know."""
-    for chapter in CHAPTERS + APPENDICES:
+    for chapter in CHAPTERS + APPENDICES + [LOG]:
         assert run_blocks(chapter), f"{chapter.name}: no ```python run block"
-    for path in MARKDOWN:
+    for path in MARKDOWN + [LOG]:
         for block in FENCE.findall(path.read_text(encoding="utf-8")):
             info = block.split("\n", 1)[0][3:].strip()
             assert info in ("", "python", "python run", "text", "bash", "json"), f"{path.name}: fence info {info!r}"
@@ -85,7 +87,7 @@ def _links(path):
     return _links_in(path.read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("path", MARKDOWN, ids=lambda path: path.name)
+@pytest.mark.parametrize("path", MARKDOWN + [LOG], ids=lambda path: path.relative_to(DOCS).as_posix())
 def test_relative_links_exist(path):
     for target in _links(path):
         file = target.split("#", 1)[0]
@@ -185,7 +187,8 @@ def test_figures_are_small_drawn_by_the_script_and_shown():
     committed = {path.name for path in (DOCS / "figures").glob("*.png")}
     assert committed == _figures_drawn(), "run `.venv/bin/python docs/make_figures.py` to redraw the figures"
     shown = {Path(t).name for path in CHAPTERS for t in _links(path) if t.startswith("figures/")}
-    assert committed == shown, f"figures not shown by any chapter: {sorted(committed - shown)}"
+    shown |= {Path(t).name for t in _links(LOG) if t.startswith("../figures/")}   # the curves of past runs
+    assert committed == shown, f"figures not shown by any chapter or the results log: {sorted(committed - shown)}"
     for name in committed:
         size = os.path.getsize(DOCS / "figures" / name)
         assert size < FIGURE_LIMIT, f"docs/figures/{name} is {size // 1024} KB, over {FIGURE_LIMIT // 1024} KB"
@@ -346,26 +349,47 @@ def test_configuration_figure_overlays_every_run(run_figures, tmp_path):
 
 # ---------------------------------------------------------------- reported results
 RESULTS = sorted((DOCS / "results").glob("*/dev_metrics.json"))
+REPORTS = [ROOT / "README.md", DOCS / "12-results.md", LOG]      # the documents whose tables quote runs
 
 
-@pytest.mark.parametrize("document", [ROOT / "README.md", DOCS / "12-results.md"], ids=lambda p: p.name)
+def linked_run(document, line):
+    """The committed run folder docs/results/NAME a table row of ``document`` links, or None:
+    `results/NAME/` from the README and the chapters, `NAME/` from the log inside docs/results/."""
+    if not line.startswith("|"):
+        return None
+    found = re.search(r"\]\(([\w.+-]+)/\)" if document == LOG else r"results/([\w.+-]+)/?\)", line)
+    return found and found.group(1)
+
+
+def run_rows(document):
+    """[(run folder name, row)] of the table rows of ``document`` that link a committed run."""
+    rows = [(linked_run(document, line), line) for line in document.read_text(encoding="utf-8").splitlines()]
+    rows = [(name, line) for name, line in rows if name]
+    for name, line in rows:
+        assert (DOCS / "results" / name / "args.json").exists(), f"{document.name}: {line!r} links no run"
+    return rows
+
+
+@pytest.mark.parametrize("document", REPORTS, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_reported_results_equal_the_committed_runs(document):
     """Every table row that links a committed run folder docs/results/NAME reports that run's
-    dev metrics (SST, QQP, STS, in that order, to 3 decimals), and every committed run is reported."""
+    dev metrics (SST, QQP, STS, in that order, to 3 decimals); the results log has a row for
+    every committed run with dev metrics."""
     import json
-    text = document.read_text(encoding="utf-8")
     assert RESULTS, "no committed runs under docs/results/"
-    for path in RESULTS:
-        name = path.parent.name
-        rows = [line for line in text.splitlines()
-                if line.startswith("|") and re.search(rf"results/{name}/?\)", line)]
-        assert rows, f"{document.name}: no table row links results/{name}"
+    rows = run_rows(document)
+    assert rows, f"{document.name}: no table row links a committed run"
+    if document == LOG:
+        missing = sorted({path.parent.name for path in RESULTS} - {name for name, _ in rows})
+        assert not missing, f"the results log has no table row for {missing}"
+    for name, row in rows:
+        path = DOCS / "results" / name / "dev_metrics.json"
+        assert path.exists(), f"{document.name}: row {row!r} quotes a run without dev_metrics.json"
         metrics = json.loads(path.read_text(encoding="utf-8"))
         expected = [f"{metrics[task]:.3f}" for task in ("sst", "para", "sts")]
-        for row in rows:
-            cells = [cell.strip().strip("*") for cell in row.strip("|").split("|")]
-            numbers = [cell for cell in cells if re.fullmatch(r"[01]\.\d{3}", cell)]
-            assert numbers[:3] == expected, f"{document.name}: row {row!r} does not match {path}"
+        cells = [cell.strip().strip("*") for cell in row.strip("|").split("|")]
+        numbers = [cell for cell in cells if re.fullmatch(r"[01]\.\d{3}", cell)]
+        assert numbers[:3] == expected, f"{document.name}: row {row!r} does not match {path}"
 
 
 # what a row's command must share with the run it links; runs made before the
@@ -378,7 +402,7 @@ RECIPE = ("task", "pcgrad", "smart", "cos", "epochs", "steps_per_epoch", "lr", "
           "sst_loss_weight", "para_loss_weight", "sts_loss_weight")
 
 
-@pytest.mark.parametrize("document", [ROOT / "README.md", DOCS / "12-results.md"], ids=lambda p: p.name)
+@pytest.mark.parametrize("document", REPORTS, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_reported_commands_reproduce_the_committed_runs(document):
     """The command in every row that links docs/results/NAME, parsed by train.py, asks for the
     recipe NAME/args.json was trained with (steps per epoch resolved from the data, as train() does)."""
@@ -390,11 +414,12 @@ def test_reported_commands_reproduce_the_committed_runs(document):
     from tinybert.multitask import TASKS
     from tinybert.run.session import SETTINGS_BEFORE_THEY_EXISTED
     training_set = functools.lru_cache(load_task)
-    for line in document.read_text(encoding="utf-8").splitlines():
-        linked = re.search(r"results/([\w.+-]+)/?\)", line)
+    checked = 0
+    for name, line in run_rows(document):
         command = re.search(r"`python train\.py ([^`]*)`", line)
-        if not (line.startswith("|") and linked and command):
+        if not command:
             continue
+        checked += 1
         args = train.parse_args(shlex.split(command.group(1)) + ["--data_dir", str(data_dir())])
         if args.steps_per_epoch is None:
             tasks = list(TASKS) if args.task == "all" else [args.task]
@@ -402,42 +427,55 @@ def test_reported_commands_reproduce_the_committed_runs(document):
                        for t in tasks}
             args.steps_per_epoch = default_steps_per_epoch(
                 streams, {t: getattr(args, f"{t}_batches_per_step") for t in tasks})
-        recorded = json.loads((DOCS / "results" / linked.group(1) / "args.json").read_text(encoding="utf-8"))
+        recorded = json.loads((DOCS / "results" / name / "args.json").read_text(encoding="utf-8"))
         for key in RECIPE:
             if key.startswith("smart_") and not args.smart:  # inert without --smart
                 continue
             before_the_flag = 1 if key.endswith("_batches_per_step") else SETTINGS_BEFORE_THEY_EXISTED.get(key)
             wanted = recorded.get(key, before_the_flag)
             assert getattr(args, key) == wanted, (f"{document.name}: {command.group(0)} has --{key}={getattr(args, key)}, "
-                                                  f"results/{linked.group(1)} was trained with {wanted}")
+                                                  f"results/{name} was trained with {wanted}")
+    assert checked, f"{document.name}: no row names the train.py command of its run"
 
 
-def test_equal_minutes_table_equals_the_runs():
-    """Chapter 12's equal-minutes table: each row's training minutes and steps are its run's last
-    step record (metrics.jsonl, training time only, as train.py and tools/peer.py both count it),
-    its machine is the run's machine.json (the GPU, for a --device cuda run); the scores are
-    checked with every other table's."""
+def minutes_rows(document):
+    """[(run, row)] whose minutes, steps and machine are checked: in chapter 12 the rows of its
+    equal-minutes section, in the README and the results log every row that links a run."""
+    rows = run_rows(document)
+    if document == DOCS / "12-results.md":
+        section = document.read_text(encoding="utf-8").split("## Equal minutes", 1)[1].split("\n## ", 1)[0]
+        rows = [(name, row) for name, row in rows if row in section.splitlines()]
+    return rows
+
+
+@pytest.mark.parametrize("document", REPORTS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_equal_minutes_table_equals_the_runs(document):
+    """Each such row's training minutes and steps are its run's last step record (metrics.jsonl,
+    training time only, as train.py and tools/peer.py both count it), its machine is the run's
+    machine.json (the GPU, for a --device cuda run; "not recorded" for a run before machine.json);
+    the scores are checked with every other table's."""
     import json
-    chapter = (DOCS / "12-results.md").read_text(encoding="utf-8")
-    section = chapter.split("## Equal minutes", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("|") and "results/" in line]
-    assert rows, "the equal-minutes table has no run"
-    for row in rows:
-        run = DOCS / "results" / re.search(r"results/([\w.+-]+)/?\)", row).group(1)
+    rows = minutes_rows(document)
+    assert rows, f"{document.name}: no table gives a run's minutes"
+    for name, row in rows:
+        run = DOCS / "results" / name
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         last = [r for r in steps if r["type"] == "step"][-1]
-        machine = json.loads((run / "machine.json").read_text(encoding="utf-8"))
-        named = (f"{machine['gpu']}, CuPy {machine['cupy']}" if "gpu" in machine  # a --device cuda run
-                 else f"{machine['cpu']}, {machine['cpu_count']} cores")
+        named = "not recorded"
+        if (run / "machine.json").exists():
+            machine = json.loads((run / "machine.json").read_text(encoding="utf-8"))
+            named = (f"{machine['gpu']}, CuPy {machine['cupy']}" if "gpu" in machine  # a --device cuda run
+                     else f"{machine['cpu']}, {machine['cpu_count']} cores")
         assert cells[5:8] == [f"{last['seconds'] / 60:.1f}", str(last["step"]), named], row
 
 
 @pytest.mark.parametrize("folder", ["ablation_59e4933", "ablation_60steps"])
 def test_ablation_table_equals_the_committed_json(folder):
-    """Chapter 12's ablation tables are tools.ablation's markdown_table (and comparison_table,
-    once two rows share two seeds) of a committed results.json, whose runs are exactly the
-    committed run folders with their dev metrics."""
+    """The ablation's results.md holds tools.ablation's markdown_table (and comparison_table,
+    once two rows share two seeds) of its committed results.json, whose runs are exactly the
+    committed run folders with their dev metrics; chapter 12's table is the comparison_table
+    of ablation_60steps."""
     import json
     from tools import ablation
     root = DOCS / "results" / folder
@@ -447,10 +485,12 @@ def test_ablation_table_equals_the_committed_json(folder):
     for run in results["runs"]:
         dev = json.loads((root / run["run"] / "dev_metrics.json").read_text(encoding="utf-8"))
         assert {m: run[m] for m in ablation.METRICS} == {m: dev[m] for m in ablation.METRICS}, run["run"]
-    chapter = (DOCS / "12-results.md").read_text(encoding="utf-8")
-    assert ablation.markdown_table(results) in chapter
+    report = (root / "results.md").read_text(encoding="utf-8")
+    assert ablation.markdown_table(results) in report
     if ablation.compare(results):
-        assert ablation.comparison_table(results) in chapter
+        assert ablation.comparison_table(results) in report
+    if folder == "ablation_60steps":
+        assert ablation.comparison_table(results) in (DOCS / "12-results.md").read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------- order of terms

@@ -41,11 +41,11 @@ evaluated each --eval_every_minutes of training (default --minutes / 6) and at t
 evaluation's time is recorded in its record but not counted in the budget. With
 --budget_less_steal a step counts its time less the share of the CPU time the hypervisor of a
 virtual machine stole in it (tinybert.run.machine.less_steal): the time stolen outright is given
-back, not all that a busy neighbour costs (chapter 12, "Equal minutes").
+back, not all that a busy neighbour costs (docs/results/README.md).
 
 With --steps N the budget is N steps instead, evaluated each --eval_every_steps. The peer's
 losses and scores depend on its step count, not on the minutes (its batches and dropout masks
-come from --seed; chapter 12 found a 30-minute run's step losses bit for bit a 60-minute run's),
+come from --seed; docs/results/README.md shows a 30-minute run's step losses bit for bit a 60-minute run's),
 so N steps give, on any day, the scores a --minutes run had at its step N; the minutes are that day's.
 
 Outputs in --out (a folder that already holds a run is refused unless --overwrite):

@@ -60,7 +60,7 @@ def less_steal(seconds, steal):
     time unshared; with steal it got at most the N * seconds * (1 - steal) CPU-seconds not stolen,
     so seconds * (1 - steal) >= W / N. It takes off only the time stolen outright: a thread idle
     while it waits for a stolen CPU stays counted, so a run slowed by steal can still lose more
-    than this (chapter 12's fourth equal-minutes run)."""
+    than this (docs/results/README.md, the fourth run against the peer)."""
     return seconds if steal is None else seconds * (1 - steal)
 
 
