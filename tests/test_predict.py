@@ -276,3 +276,12 @@ def test_a_damaged_json_file_of_a_model_folder_is_one_line_naming_it(cos_run, tm
     with pytest.raises(SystemExit) as error:
         predict.main([str(model), "--task", "sts", "a", "b"])
     assert problem in exit_message(error)
+
+
+@pytest.mark.parametrize("content,problem", [(b"good\n\xdb\xff film\n", "not UTF-8 text"), (None, "is a folder")])
+def test_an_input_file_that_is_not_text_is_one_line_naming_it(cos_run, tmp_path, content, problem):
+    path = tmp_path / "inputs"
+    path.mkdir() if content is None else path.write_bytes(content)
+    with pytest.raises(SystemExit) as error:
+        predict.main([str(cos_run / "model"), "--task", "sst", "--file", str(path)])
+    assert f"{path}: {problem}" in exit_message(error)

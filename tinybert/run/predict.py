@@ -216,23 +216,28 @@ def read_inputs(path, task):
     its rows hold an index, an id and a label beside the sentences."""
     fields = 1 if task == "sst" else 2
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if not rows and len(parts) > 1 and DATA_FILE_COLUMNS & {part.strip().lower() for part in parts}:
-                raise ValueError(f"{path}: looks like a CS224N data file (line {number} is a header naming the "
-                                 f"columns {', '.join(p.strip() for p in parts if p.strip())}); pass a plain file of "
-                                 "sentences: one sentence a line (sst), or sentence1 TAB sentence2 a line (para, sts)")
-            if fields == 1 and len(parts) > 1:
-                raise ValueError(f"{path}, line {number}: {len(parts)} tab-separated fields; --task sst takes a plain "
-                                 "file of sentences, one a line, without tabs")
-            if len(parts) != fields:
-                raise ValueError(f"{path}, line {number}: expected two sentences separated by a tab, "
-                                 f"found {len(parts)} field(s)")
-            rows.append(parts)
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a folder, not a file of sentences")
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")    # text mode has turned \r\n and \r into \n
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if not rows and len(parts) > 1 and DATA_FILE_COLUMNS & {part.strip().lower() for part in parts}:
+            raise ValueError(f"{path}: looks like a CS224N data file (line {number} is a header naming the "
+                             f"columns {', '.join(p.strip() for p in parts if p.strip())}); pass a plain file of "
+                             "sentences: one sentence a line (sst), or sentence1 TAB sentence2 a line (para, sts)")
+        if fields == 1 and len(parts) > 1:
+            raise ValueError(f"{path}, line {number}: {len(parts)} tab-separated fields; --task sst takes a plain "
+                             "file of sentences, one a line, without tabs")
+        if len(parts) != fields:
+            raise ValueError(f"{path}, line {number}: expected two sentences separated by a tab, "
+                             f"found {len(parts)} field(s)")
+        rows.append(parts)
     if not rows:
         raise ValueError(f"{path}: no sentences")
     return [list(column) for column in zip(*rows)]
