@@ -317,3 +317,16 @@ def test_half_precision_checkpoints_load_as_float32(dtype, tmp_path, capsys):
     convert.main([str(folder), str(tmp_path / "ours")])
     assert "converted" in capsys.readouterr().err
     assert np.array_equal(load_pretrained(tmp_path / "ours").layers[1].ffn_in.weight.data, expected)
+
+
+def test_a_converted_weights_folder_with_damaged_bytes_is_refused(tmp_path):
+    # finite, plausible values written over the word embeddings: only the recorded sha256 tells
+    convert.main([str(FIXTURES / "tiny_bert_hf"), str(tmp_path / "weights")])
+    path = tmp_path / "weights" / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    noise = np.random.default_rng(0).standard_normal(64).astype(np.float32).tobytes()
+    data[header:header + len(noise)] = noise
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="its sha256 does not match the one config.json recorded"):
+        load_pretrained(tmp_path / "weights")

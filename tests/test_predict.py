@@ -171,12 +171,15 @@ def copy_model(cos_run, tmp_path):
 def refresh_checksums(model):
     """After a test changes a model file on purpose: record its new sha256, as a run that
     wrote those weights would have."""
-    import hashlib
+    from tinybert.run.files import sha256
     settings = json.loads((model / "tasks.json").read_text())
     if "sha256" in settings:
-        settings["sha256"] = {name: hashlib.sha256((model / name).read_bytes()).hexdigest()
-                              for name in settings["sha256"]}
+        settings["sha256"] = {name: sha256(model / name) for name in settings["sha256"]}
         (model / "tasks.json").write_text(json.dumps(settings))
+    config = json.loads((model / "config.json").read_text())
+    if "model_sha256" in config:
+        config["model_sha256"] = sha256(model / "model.safetensors")
+        (model / "config.json").write_text(json.dumps(config))
 
 
 def one_line_exit(argv, main=predict.main):
@@ -227,7 +230,8 @@ def test_predict_refuses_non_finite_weights_or_outputs(cos_run, tmp_path, case, 
 @pytest.mark.parametrize("file", ["model.safetensors", "heads.safetensors"])
 def test_a_damaged_model_file_fails_its_checksum(cos_run, tmp_path, file):
     model = copy_model(cos_run, tmp_path)
-    assert set(json.loads((model / "tasks.json").read_text())["sha256"]) == {"model.safetensors", "heads.safetensors"}
+    assert set(json.loads((model / "tasks.json").read_text())["sha256"]) == {"heads.safetensors"}
+    assert "model_sha256" in json.loads((model / "config.json").read_text())
     data = bytearray((model / file).read_bytes())
     header = 8 + int.from_bytes(data[:8], "little")
     noise = np.random.default_rng(0).standard_normal(64).astype(np.float32).tobytes()  # finite, plausible values
@@ -242,6 +246,9 @@ def test_an_old_model_folder_without_checksums_still_loads(cos_run, trained, tmp
     settings = json.loads((model / "tasks.json").read_text())
     settings.pop("sha256", None)
     (model / "tasks.json").write_text(json.dumps(settings))
+    config = json.loads((model / "config.json").read_text())
+    config.pop("model_sha256", None)
+    (model / "config.json").write_text(json.dumps(config))
     classes, _ = TrainedModel.load(model).sentiment(["a gripping, funny film"])
     assert classes.tolist() == trained.sentiment(["a gripping, funny film"])[0].tolist()
 

@@ -258,11 +258,21 @@ def _copy_tokenizer(src, dst):
 
 
 def _read_config(folder):
+    """(BertConfig, is a tinybert folder, the sha256 its config.json recorded for model.safetensors or None)."""
     path = os.path.join(folder, "config.json")
     config = BertConfig.from_json(path)
-    with open(path) as f:
-        is_tinybert = json.load(f).get("format") == FORMAT
-    return config, is_tinybert
+    with open(path, encoding="utf-8") as f:
+        values = json.load(f)
+    return config, values.get("format") == FORMAT, values.get("model_sha256")
+
+
+def _check_sha256(folder, recorded):
+    """model.safetensors still has the sha256 that config.json recorded when it was written
+    (a folder written before the checksum, or a Hugging Face one, records none)."""
+    path = os.path.join(folder, "model.safetensors")
+    if recorded is not None and files.sha256(path) != recorded:
+        raise ValueError(f"{path}: its sha256 does not match the one config.json recorded when it was written: "
+                         "the file is damaged or was changed since; restore it or convert (or train) again")
 
 
 def check_destination(src, dst, overwrite):
@@ -282,7 +292,7 @@ def convert_hf_folder(src, dst, overwrite=False):
     """Hugging Face BERT folder -> tinybert folder."""
     _refuse_pickles(src)
     check_destination(src, dst, overwrite)
-    config, _ = _read_config(src)
+    config = _read_config(src)[0]
     path = os.path.join(src, "model.safetensors")
     tensors = hf_to_tinybert(_load_safetensors(path), config, path)
     check_finite(tensors, path)
@@ -298,7 +308,7 @@ def convert_hf_folder(src, dst, overwrite=False):
 def export_hf_folder(src, dst, overwrite=False, extra_files=None):
     """tinybert folder -> Hugging Face BERT folder (readable by transformers.BertModel);
     ``extra_files(folder)`` may add files before the folder is swapped in."""
-    config, is_tinybert = _read_config(src)
+    config, is_tinybert, recorded = _read_config(src)
     if not is_tinybert:
         raise ValueError(f"{src}: not a tinybert folder (its config.json has no \"format\": \"{FORMAT}\")")
     check_destination(src, dst, overwrite)
@@ -306,6 +316,7 @@ def export_hf_folder(src, dst, overwrite=False, extra_files=None):
     tensors = _load_safetensors(path)
     config.add_pooler = "pooler.weight" in tensors
     check_tinybert_tensors(tensors, config, path)
+    _check_sha256(src, recorded)          # after: a damaged file the checks above let through
     check_finite(tensors, path)
     check_tokenizer(src)
     hf_config = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("dtype", "add_pooler")}
@@ -326,6 +337,7 @@ def _write_tinybert(tensors, config, dst):
     values = {"format": FORMAT, "model_type": "bert", **dataclasses.asdict(config)}
     values.pop("dtype")
     files.save_arrays(os.path.join(dst, "model.safetensors"), tensors, metadata={"format": FORMAT})
+    values["model_sha256"] = files.sha256(os.path.join(dst, "model.safetensors"))   # load_pretrained checks it
     files.write_text(os.path.join(dst, "config.json"), json.dumps(values, indent=2))
 
 
@@ -338,7 +350,7 @@ def load_pretrained(folder, dtype=None):
     """A BertModel with the weights of a tinybert folder, or of a Hugging Face folder
     converted in memory on the way; ``dtype`` (e.g. "float64") overrides float32."""
     _refuse_pickles(folder)
-    config, is_tinybert = _read_config(folder)
+    config, is_tinybert, recorded = _read_config(folder)
     path = os.path.join(folder, "model.safetensors")
     tensors = _load_safetensors(path)
     if is_tinybert:
@@ -350,6 +362,7 @@ def load_pretrained(folder, dtype=None):
         config.dtype = numpy.dtype(dtype).name   # numpy.float32, "float32" or a dtype alike
     model = BertModel(config)
     model.load_state_dict(tensors, source=path)
+    _check_sha256(folder, recorded)   # last: a damaged file the checks above let through
     return model
 
 

@@ -28,7 +28,7 @@ def export_sentence_transformers(run, dst, overwrite=False):
     compared by cosine), else None."""
     source = model_folder(run)
     settings = read_settings(source)
-    config, _ = convert._read_config(source)
+    config = convert._read_config(source)[0]
 
     def write_pooling(folder):
         files.write_text(os.path.join(folder, "modules.json"), json.dumps(MODULES, indent=2))

@@ -7,6 +7,7 @@ out of space raises :class:`DiskFull` naming the file it was for (the old file i
 Reading what a run wrote: :func:`read_json` and :func:`read_jsonl` fail with one line naming
 the file (and the line) when it is not UTF-8, not JSON, or not a JSON object."""
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -151,3 +152,12 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def sha256(path):
+    """The hex SHA-256 of the file at ``path``, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -12,7 +12,7 @@ At the end of a run, train.py writes the best epoch to RUN/model/ (:func:`save_m
     heads.safetensors                the task heads (sentiment_head.*, paraphrase_head.*, similarity_head.*)
     tokenizer.json, vocab.txt, ...   the tokenizer
     tasks.json                       the tasks trained, --cos, --max_len, the best epoch and its dev scores,
-                                     and the sha256 of model.safetensors and heads.safetensors
+                                     and the sha256 of heads.safetensors
 
 :func:`load` reads it back in one call. Answers: sst, the class 0-4 and the five class
 probabilities softmax(logits); para, the probability of a paraphrase sigmoid(logit); sts, the
@@ -27,7 +27,6 @@ of sentences; a CS224N data file (tab-separated, a header naming id/sentence col
 refused with one line saying so, rather than read as sentences, header and ids included.
 """
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -47,7 +46,7 @@ from ..convert import check_finite, load_pretrained, save_pretrained
 MODEL_FORMAT = "tinybert-multitask-1"
 SETTINGS_KEYS = ("format", "tasks", "cos", "max_len")
 SENTIMENT_NAMES = ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")
-CHECKSUMMED = ("model.safetensors", "heads.safetensors")            # their sha256 is in tasks.json
+CHECKSUMMED = ("heads.safetensors",)    # its sha256 is in tasks.json (model.safetensors': in config.json)
 DATA_FILE_COLUMNS = {"id", "sentence", "sentence1", "sentence2"}     # a CS224N data file's header names some
 
 
@@ -61,17 +60,9 @@ def save_model_folder(folder, model, tokenizer, tasks, args, state):
         files.save_arrays(os.path.join(temporary, "heads.safetensors"), heads)
         settings = {"format": MODEL_FORMAT, "tasks": list(tasks), "cos": args.cos, "max_len": args.max_len,
                     "best_epoch": state["best_epoch"], "dev_scores": state["best_scores"], "weights": args.weights,
-                    "sha256": {name: sha256(os.path.join(temporary, name)) for name in CHECKSUMMED}}
+                    "sha256": {name: files.sha256(os.path.join(temporary, name)) for name in CHECKSUMMED}}
         files.write_text(os.path.join(temporary, "tasks.json"), json.dumps(settings, indent=2))
     files.atomic_folder(folder, write)
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_checksums(folder, settings):
@@ -84,7 +75,7 @@ def verify_checksums(folder, settings):
         raise ValueError(f"{os.path.join(folder, 'tasks.json')}: 'sha256' is not a table of file names")
     for name, digest in recorded.items():
         path = os.path.join(folder, name)
-        if os.path.isfile(path) and sha256(path) != digest:
+        if os.path.isfile(path) and files.sha256(path) != digest:
             raise ValueError(f"{path}: its sha256 does not match the one tasks.json recorded when the run wrote "
                              "it: the file is damaged or was changed since; restore it or train again")
 
