@@ -2,7 +2,9 @@
 PYTHON   ?= python3
 VENV     := .venv
 PY       := $(VENV)/bin/python
-DATA_DIR ?= ../shared/data
+# The task files: ../shared/data where it exists (the project's machines), else data/, which
+# `make data` fills; DATA_DIR=... on the command line or in the environment overrides both.
+DATA_DIR ?= $(if $(wildcard ../shared/data/quora-train.csv),../shared/data,data)
 WEIGHTS  := weights/all-MiniLM-L6-v2
 export DATA_DIR
 
@@ -78,6 +80,9 @@ MINUTES ?= 60
 peer: setup weights
 	$(PY) -m tools.peer --minutes $(MINUTES) --data_dir $(DATA_DIR) --out runs/peer-$(MINUTES)min
 
+# The course's data in one command: the nine CS224N files, SHA-1 checked, into data/canonical/, and
+# into data/ the folder the course reads: SST and STS as published, Quora split from the canonical
+# dev file as the project's (tinybert/run/download.py says how). Run it again to repair a file.
 data: setup
 	$(PY) -m tinybert.run.download --dest data
 

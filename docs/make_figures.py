@@ -400,8 +400,11 @@ def encoder_gradient_norms(run=FULL_RUN):
     keys = [f"encoder_grad_norm_{task}" for task in plot.TASKS]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.2), width_ratios=(2.2, 1), layout="constrained")
     drawn = plot.curves(left, steps, keys, max(1, len(steps) // 50))
-    left.set_ylabel("‖g_t‖, the task's gradient of the encoder", fontsize=9)
+    left.set_ylabel("‖g_t‖ (encoder parameters)", fontsize=9)   # short: a long label is cut at the figure's edge
     left.set_title("each task's encoder-gradient norm, before PCGrad", fontsize=10)
+    if drawn:   # the figure's legend, not the panel's: one anchored below a panel pushed its y label off the figure
+        left.get_legend().remove()
+        figure.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     complete = [r for r in steps if all(key in r for key in keys)]
     if drawn and complete:
         largest = np.argmax([[r[key] for key in keys] for r in complete], axis=1)
@@ -526,6 +529,22 @@ def gradient_cosines(run=FULL_RUN):
 
 
 # ---------------------------------------------------------------- chapter 10
+SMART_FLOOR = 1e-9   # below it, R_s or D_Breg is rounding (D_Breg at the first steps, ~1e-15): not drawn to scale
+
+
+def clip_log_axis(axes, values, floor=SMART_FLOOR):
+    """A log y-axis over the values at or above ``floor``; those below it (but above 0) stay in
+    the scatter, off the axis, and the panel says how many there are."""
+    values = np.asarray([v for v in values if v > 0], dtype=np.float64)
+    kept = values[values >= floor]
+    if kept.size == 0 or kept.size == values.size:
+        return
+    axes.set_ylim(kept.min() / 3, kept.max() * 3)
+    below = values.size - kept.size
+    axes.text(0.02, 0.03, f"{below} value{'s' * (below != 1)} below $10^{{{np.log10(floor):.0f}}}$ not shown", fontsize=8,
+              color=GREY, transform=axes.transAxes)
+
+
 def smart_delta(run=FULL_RUN):
     """SMART in a run: the perturbation at every step (delta_linf_TASK, the mean over examples
     of ||delta_b||_inf, against the radius eps; delta_at_eps_TASK, the fraction of its entries
@@ -552,6 +571,7 @@ def smart_delta(run=FULL_RUN):
                 drawn = True
         if drawn:
             ax.set_yscale("log")                 # R_s and D_Breg span decades; a loss, within a step, does not
+            clip_log_axis(ax, [r.get(key, 0) for r in steps for key in (f"smart_{task}", f"bregman_{task}")])
             legend_below(ax, columns=2)
         else:
             ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
@@ -608,9 +628,43 @@ def cross_and_bi_encoder():
 
 # ---------------------------------------------------------------- chapter 12
 def full_run_curves(run=FULL_RUN):
-    """The curves of the committed full-recipe run (docs/results/full), drawn by tinybert.run.plot."""
+    """The committed full-recipe run (docs/results/full): each task's training loss, raw and its
+    moving average, one panel per task, and the dev scores against the step where the run
+    evaluated more than once (one evaluation is a point, not a curve: it goes in the titles).
+    The run's other curves have figures of their own (encoder_gradient_norms, gradient_cosines,
+    smart_delta, learning_rate_schedule); `python -m tinybert.run.plot RUN` draws them all."""
     steps, evals = plot.read_metrics(os.path.join(run, "metrics.jsonl"))
-    save(plot.draw_run(steps, evals, os.path.basename(run)), "full_curves.png", dpi=70, colors=256)
+    names = {"sst": ("SST", "cross-entropy", "accuracy"), "para": ("QQP", "binary cross-entropy", "accuracy"),
+             "sts": ("STS", "MSE" + (" of the cosine against label / 5" if run_args(run).get("cos") else ""),
+                     "Pearson r")}
+    with_dev = len(evals) > 1
+    figure, axes = plt.subplots(1, len(plot.TASKS) + with_dev, figsize=(4.2 * (len(plot.TASKS) + with_dev), 4.4),
+                                layout="constrained")
+    window = max(1, len(steps) // 50)
+    for ax, task in zip(axes, plot.TASKS):
+        name, loss, metric = names[task]
+        x, y = plot.series(steps, f"loss_{task}")
+        ax.plot(x, y, color=plot.tint(TASK_COLORS[task]), lw=0.8, label="every step")
+        ax.plot(x, plot.moving_average(y, window), color=TASK_COLORS[task], lw=1.8, label=f"mean of {window} steps")
+        title = f"{name}: training {loss}"
+        if len(evals) == 1:
+            title += f"\n(dev {metric} {evals[0][f'dev_{task}']:.3f} at step {evals[0]['step']})"
+        ax.set_title(title, fontsize=11)
+        ax.set_xlabel("step", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=9)
+        ax.legend(fontsize=9.5, loc="upper right")
+    if with_dev:
+        ax = axes[-1]
+        for task in plot.TASKS:
+            x, y = plot.series(evals, f"dev_{task}")
+            ax.plot(x, y, "o-", color=TASK_COLORS[task], label=f"{names[task][0]} {names[task][2]}")
+        ax.set_title("dev scores", fontsize=11)
+        ax.set_xlabel("step", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9.5)
+    figure.suptitle(run_label(run), fontsize=11)
+    save(figure, "full_curves.png", colors=256)
 
 
 def ablation_bars(results_path=ABLATION):
@@ -701,6 +755,19 @@ def run_evaluations(run):
     return plot.read_metrics(os.path.join(run, "metrics.jsonl"))[1]
 
 
+def recipe_label(run):
+    """A tinybert run of the equal-minutes table by what sets it apart from the others (they all
+    train with --pcgrad --smart --cos): its epochs, task-loss weights and batches a step, e.g.
+    "recipe_w15: 1.4 epochs, losses x1.5/1/1 (SST/QQP/STS)". A weight or a count the run's
+    args.json lacks predates the flag: 1, as train.py had it then."""
+    args = run_args(run)
+    weights = "/".join(f"{args.get(f'{task}_loss_weight') or 1:g}" for task in plot.TASKS)
+    label = f"{os.path.basename(os.path.normpath(run))}: {args['epochs']:g} epochs, losses x{weights} (SST/QQP/STS)"
+    if (args.get("sst_batches_per_step") or 1) != 1:
+        label += f", {args['sst_batches_per_step']} SST batches a step"
+    return label
+
+
 def equal_minutes(runs=EQUAL_MINUTES_RUNS, name="equal_minutes.png"):
     """Each task's dev score against the training minutes (evaluations left out, as train.py and
     tools/peer.py both count them) of the runs in chapter 12's equal-minutes table: the
@@ -714,7 +781,7 @@ def equal_minutes(runs=EQUAL_MINUTES_RUNS, name="equal_minutes.png"):
             machine = json.load(f)
         machines.add(f"{machine['cpu']}, {machine['cpu_count']} cores")
         # the peer's machine.json names torch, the engine it trained with; its args.json has no techniques
-        label = (f"{os.path.basename(os.path.normpath(run))}: PyTorch peer" if "torch" in machine else run_label(run))
+        label = (f"{os.path.basename(os.path.normpath(run))}: PyTorch peer" if "torch" in machine else recipe_label(run))
         for ax, task in zip(axes, plot.TASKS):
             ax.plot([r["minutes"] for r in evals], [r[f"dev_{task}"] for r in evals], "o-", color=color, label=label)
     for ax, task in zip(axes, plot.TASKS):
@@ -724,7 +791,8 @@ def equal_minutes(runs=EQUAL_MINUTES_RUNS, name="equal_minutes.png"):
         ax.tick_params(labelsize=8.5)
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8.5, frameon=False)
-    figure.suptitle(f"Dev score against training minutes on one machine ({'; '.join(sorted(machines))})", fontsize=10)
+    figure.suptitle(f"Dev score against training minutes on one machine ({'; '.join(sorted(machines))}); "
+                    "every tinybert run: --pcgrad --smart --cos, SMART on STS, heads at 30x", fontsize=10)
     save(figure, name)
 
 

@@ -12,8 +12,9 @@ functions it names exist, and every chapter ends with exercises.
 - The results tables (README, chapter 12, the results log docs/results/README.md) equal the
   committed runs and ablation JSON; the log's ```python run blocks run as a chapter's do.
 - docs/README.md's path from a fresh clone to the full recipe names only make targets,
-  train.py flags and modules that exist, and its recipe for ../shared/data rebuilds the
-  project's data files exactly.
+  train.py flags and modules that exist, and its data step is `make data`, which says the
+  project's Quora split as tinybert/run/download.py makes it (tests/test_download.py checks that
+  the split rebuilds the project's files byte for byte).
 """
 import ast
 import importlib
@@ -682,27 +683,19 @@ def test_the_path_check_sees_a_missing_command(monkeypatch):
                                                    "python -m tinybert.plott runs/full", "link 12-results.md#no-such-section"]
 
 
-def test_the_path_rebuilds_the_projects_quora_files(tmp_path):
-    """docs/README.md's recipe for ../shared/data from the canonical download is exact: its
-    `head`/`tail` line numbers split the canonical Quora dev file where the project's training
-    and dev files split (header + one's pairs + the other's has the canonical file's SHA-1,
-    offline), its `cp` brings canonical SST and STS files, and the SHA-1s it prints are those
-    of the files the tests read."""
-    from tinybert.run.download import CANONICAL_FILES, git_blob_sha1
+def test_the_path_gets_the_data_in_one_command():
+    """docs/README.md's data step is one command, `make data` (whose recipe runs
+    tinybert.run.download, the module that carves the project's Quora split: tests/test_download.py
+    checks it rebuilds the project's files byte for byte), with no shell recipe and no export
+    beside it; the split it describes is the module's and the files': the first 16,214 pairs of
+    the canonical dev file for training, the other 4,000 for dev, and no Quora test file."""
+    from tinybert.run.download import QUORA_TRAIN_PAIRS
     section = path_section()
-    head = int(re.search(r"head -n (\d+) data/quora-dev\.csv > \S+/quora-train\.csv", section).group(1))
-    tail = int(re.search(r"tail -n \+(\d+) data/quora-dev\.csv; \} > \S+/quora-dev\.csv", section).group(1))
-    train_lines = (data_dir() / "quora-train.csv").read_bytes().splitlines(keepends=True)
-    dev_lines = (data_dir() / "quora-dev.csv").read_bytes().splitlines(keepends=True)
-    assert len(train_lines) == head and tail == head + 1 and train_lines[0] == dev_lines[0]
-    rebuilt = tmp_path / "quora-dev.csv"
-    rebuilt.write_bytes(b"".join(train_lines + dev_lines[1:]))
-    assert git_blob_sha1(rebuilt) == CANONICAL_FILES["quora-dev.csv"]
-    assert f"first {len(train_lines) - 1:,} pairs" in section and f"other {len(dev_lines) - 1:,}" in section
-    printed = re.search(r"git hash-object .*#\s*(\w+)\.\.\. and (\w+)\.\.\.", section).groups()
-    for name, prefix in zip(("quora-train.csv", "quora-dev.csv"), printed):
-        assert git_blob_sha1(data_dir() / name).startswith(prefix), name
-    copied = [name for name in CANONICAL_FILES if name.startswith(("ids-sst-", "sts-"))]
-    assert "cp data/ids-sst-*.csv data/sts-*.csv" in section and len(copied) == 6
-    assert all(git_blob_sha1(data_dir() / name) == CANONICAL_FILES[name] for name in copied)
+    named = [command for command, _ in commands(section)]
+    assert "make data" in named and make_recipe("data") == ["$(PY) -m tinybert.run.download --dest data"]
+    assert not any(re.match(r"(export|head|tail|cp|mkdir|git hash-object)\b", command) for command in named), named
+    dev_pairs = len((data_dir() / "quora-dev.csv").read_bytes().splitlines()) - 1
+    train_pairs = len((data_dir() / "quora-train.csv").read_bytes().splitlines()) - 1
+    assert train_pairs == QUORA_TRAIN_PAIRS
+    assert f"first {train_pairs:,} pairs" in section and f"other {dev_pairs:,}" in section
     assert not (data_dir() / "quora-test-student.csv").exists()          # "there is no Quora test file"
