@@ -1,4 +1,5 @@
-"""Build a piece of tinybert yourself, then check it: one exercise per chapter that teaches code.
+"""Build a piece of tinybert yourself, then check it: one exercise per chapter that teaches code
+(01..11), and more (12..) that join a chapter: backward()'s walk, two backwards, a training step.
 
     python -m tools.exercises list                            # every exercise: its number, starter file, what it is
     python -m tools.exercises check 02 my_layer_norm.py       # check your answer to chapter 2's exercise
@@ -10,8 +11,9 @@ function on small float64 inputs, and compares what it returns with tinybert's o
 for a backward, with the finite differences of tinybert.gradcheck, chapter 3). When an answer
 is wrong it says which output, where and by how much, and, when it recognises the mistake, what
 you probably did: each check computes a few typical wrong answers (a forgotten term, a missing
-factor, a flipped sign) and compares yours with them. It never prints tinybert's code, nor more
-of the right answer than the one entry where yours is furthest from it.
+factor, a flipped sign) and compares yours with them. It never prints tinybert's code, nor the formula of the right answer (a starter gives
+the forward and the shapes, the chapter the derivation), nor more of the right answer than the
+one entry where yours is furthest from it.
 
 Exit status 0: correct. 1: not yet (wrong, not written yet, or your code raised an error,
 shown with its traceback). 2: a usage error (no such exercise or file).
@@ -30,11 +32,12 @@ before and after; any file changed, deleted or added fails the check loudly, nam
 change that keeps a file's size and modification time, or that touches ignored files (runs/,
 weights/) or anything outside the repository, is not detected.
 
-Adding an exercise: a starter file docs/exercises/NN_name.py defining ``name``, a check
+Adding an exercise: a starter file docs/exercises/NN_name.py defining ``name`` (the signature,
+the shapes and the forward's math; never the backward's formula or the update's lines), a check
 function here (it receives the learner's function, raises NotYet when the answer is wrong and
 returns one line saying what was verified), its entry in EXERCISES, a "Build it yourself"
-paragraph in chapter NN, and a right and a wrong answer in tests/test_exercises.py's table;
-that test checks that all of them agree.
+paragraph in its chapter, a right answer in tests/fixtures/exercise_answers/ and wrong ones in
+tests/test_exercises.py's MISTAKES; that test checks that all of them agree.
 """
 import argparse
 import dataclasses
@@ -184,7 +187,7 @@ def _recognise(yours, expected, tolerance, mistakes):
     for mistake, hint in mistakes:
         if close(yours, np.asarray(mistake, dtype=np.float64), tolerance):
             return hint
-    if not expected.any():
+    if not expected.any() or expected.size == 1:      # one number is a multiple of any other: no hint in that
         return None
     factor = float((yours * expected).sum() / (expected * expected).sum())       # the least-squares fit
     if close(yours, factor * expected, tolerance):
@@ -218,8 +221,8 @@ def check_mul_backward(mul_backward):
         compare("grad_a" + case, grad_a, right_a, mistakes=[
             (ops.unbroadcast(grad * a, a.shape), "you multiplied g by a itself: d(a*b)/da is b, the OTHER input")])
         compare("grad_b" + case, grad_b, right_b, shape_hint=(
-            f"b was broadcast from {b_shape} to {grad.shape}, so each entry of b was copied; its gradient "
-            "must be summed back over the copies to b's shape (chapter 1: the adjoint of a copy is a sum)"), mistakes=[
+            f"b was broadcast from {b_shape} to {grad.shape}, so each entry of b was copied: what does each "
+            "copy contribute to that entry's gradient? (chapter 1, \"Broadcasting\")"), mistakes=[
             (ops.unbroadcast(grad * b, b.shape), "you multiplied g by b itself: d(a*b)/db is a, the OTHER input"),
             (ops.unbroadcast(grad * a, b.shape) * b.size / grad.size, "you averaged over the copies of b; each copy "
                                                                       "adds its own gradient, so sum them"),
@@ -246,19 +249,20 @@ def check_layer_norm_backward(layer_norm_backward):
     def mean(a):
         return a.mean(axis=-1, keepdims=True)
     compare("grad_x", grad_x, right[0], mistakes=[
-        (rstd * (d - mean(d)), "you left out the last term, - x_hat * mean(d * x_hat): it comes from the standard "
-                               "deviation depending on x"),
-        (rstd * (d - xhat * mean(d * xhat)), "you left out - mean(d): the term that comes from the mean depending on x"),
-        (rstd * (grad - mean(grad) - xhat * mean(grad * xhat)), "you used g where d = g * weight belongs: the "
-                                                               "gradient reaching x_hat is g times the weight"),
-        (d - mean(d) - xhat * mean(d * xhat), "you left out the factor r = 1 / sqrt(var + eps)"),
+        (rstd * (d - mean(d)), "you left out the last term: the one that comes from the standard deviation "
+                               "depending on x"),
+        (rstd * (d - xhat * mean(d * xhat)), "you left out the term that comes from the mean depending on x"),
+        (rstd * (grad - mean(grad) - xhat * mean(grad * xhat)), "the weight is missing: the gradient that "
+                                                               "reaches x_hat has passed through y = x_hat * weight + bias"),
+        (d - mean(d) - xhat * mean(d * xhat), "you left out the factor that dividing by the standard deviation puts on every path"),
         (rstd * (d - d.sum(axis=-1, keepdims=True) - xhat * (d * xhat).sum(axis=-1, keepdims=True)),
-         "you summed over the C features where the formula takes means (divide by C)")])
-    compare("grad_weight", grad_weight, right[1], shape_hint="weight is (C,): sum g * x_hat over every row, "
+         "a factor 1/C is missing where x's row enters through its mean and its variance: "
+                              "a mean over C features, not a sum")])
+    compare("grad_weight", grad_weight, right[1], shape_hint="weight is (C,): one gain, used by every row, "
                                                               "all B*T tokens", mistakes=[
         ((grad * xhat).reshape(-1, C).mean(axis=0), "you averaged over the rows: every token's g * x_hat adds up"),
-        ((grad * x).reshape(-1, C).sum(axis=0), "you used x where x_hat, the normalised x, belongs")])
-    compare("grad_bias", grad_bias, right[2], shape_hint="bias is (C,): sum g over every row, all B*T tokens",
+        ((grad * x).reshape(-1, C).sum(axis=0), "you used x where the normalised x belongs")])
+    compare("grad_bias", grad_bias, right[2], shape_hint="bias is (C,): one shift, used by every row, all B*T tokens",
             mistakes=[(grad.reshape(-1, C).mean(axis=0), "you averaged over the rows: every token's g adds up")])
     error = gradcheck.relative_error(learner_op(
         lambda x, w, b: F.layer_norm(Tensor(x), Tensor(w), Tensor(b), eps).data,
@@ -449,7 +453,7 @@ def check_bce_with_logits(bce_with_logits):
         compare("the loss", loss, right_loss, mistakes=[
             (N * right_loss, "you summed over the N examples; the loss is their mean")])
         compare("the gradient", grad, right_grad, mistakes=[
-            (N * right_grad, "you left out the 1/N of the mean: dL/dx = (sigmoid(x) - t) / N")])
+            (N * right_grad, "you left out the 1/N of the mean")])
     return "the loss and its gradient equal tinybert.functional.binary_cross_entropy_with_logits's, logits of 800 included"
 
 
@@ -479,8 +483,8 @@ def check_adamw_update(adamw_update):
     coupled = run(update_with(weight_decay=0.0, l2=weight_decay))          # Adam with an L2 term in g
     decayed_last = run(update_with(weight_decay=0.0, decay_after=weight_decay))
     beta1, beta2 = betas
-    l2_in_the_gradient = ("you added the decay to the gradient (Adam with L2, g + wd * p); AdamW decouples it: "
-                          "p <- p * (1 - lr * wd), outside the moments")
+    l2_in_the_gradient = ("you added the decay to the gradient (Adam with L2); AdamW decouples it: the decay "
+                          "never passes through the moments")
     p, m, v = start.copy(), np.zeros(6), np.zeros(6)
     for t, g in enumerate(grads, start=1):
         p, m, v = outputs(call(adamw_update, p, g, m, v, lr, weight_decay, betas, eps, t), ("p", "m", "v"))
@@ -494,9 +498,8 @@ def check_adamw_update(adamw_update):
                                          "itself as the state, and correct only what the update uses"),
             (coupled[t - 1][2], l2_in_the_gradient)])
         compare(f"p after step {t}", p, right_p, mistakes=[
-            (uncorrected[t - 1][0], "you forgot the bias correction: your update equals the uncorrected one, "
-                                    "m / (sqrt(v) + eps) in place of m_hat / (sqrt(v_hat) + eps), with "
-                                    "m_hat = m / (1 - beta1^t) and v_hat = v / (1 - beta2^t)"),
+            (uncorrected[t - 1][0], "you forgot the bias correction: your update equals the uncorrected one; m and v "
+                                    "start at 0, so early averages are too small by a factor that depends on t"),
             (coupled[t - 1][0], l2_in_the_gradient),
             (decayed_last[t - 1][0], "you decayed p after the Adam step; AdamW (and torch) shrinks p first, then "
                                      "takes the step")])
@@ -532,7 +535,8 @@ def check_project_conflicting(project_conflicting):
             (fold(g, others, lambda g, o: g - (g @ o) / (o @ o) * o if g @ o > 0 else g),
              "you projected where the gradients agree and kept the conflicts: only where g . g_j < 0"),
             (fold(g, others, lambda g, o: g - (g @ o) / np.sqrt(o @ o) * o if g @ o < 0 else g),
-             "the component of g along g_j is (g . g_j / |g_j|^2) g_j: divide by the squared length")])
+             "your component of g along g_j has the wrong length: check the projection onto g_j's "
+             "direction, and divide by the squared length")])
     return f"your projections equal tinybert.pcgrad.projected_grads's in {len(cases)} cases, with and without conflicts"
 
 
@@ -554,8 +558,8 @@ def check_ascent_step(ascent_step):
         if outside.any():
             raise NotYet(f"{name}: {int(outside.sum())} of {yours.size} entries lie outside the ball |delta| <= eps "
                          f"(the largest |entry| is {np.abs(yours).max():.3g})" + _hint(
-                             "project after the step: clip(delta + eta * g~, -eps, eps) comes last; a clip "
-                             "before the step leaves the step itself outside the ball"))
+                             "project after the step: a projection before the step leaves the step itself "
+                             "outside the ball"))
 
         def step(g_normalised, sign=1.0):
             return np.clip(delta + sign * config.eta * g_normalised, -config.epsilon, config.epsilon)
@@ -563,7 +567,7 @@ def check_ascent_step(ascent_step):
         compare(name, yours, right, mistakes=[
             (step(grad / magnitude.max(axis=(1, 2), keepdims=True), sign=-1.0),
              "you descended instead of ascending: SMART looks for the perturbation that changes the output the "
-             "MOST, so the step is + eta * g / ||g_b||_inf"),
+             "MOST"),
             (step(grad / magnitude.max(axis=2, keepdims=True)),
              "you normalised per token (the max over the C features only); the norm is per example: the max over "
              "all T x C entries of that example"),
@@ -594,15 +598,394 @@ def check_cosine_loss(cosine_loss):
     for name, yours, right, x, other in [("grad_u", grad_u, right_u, u, v), ("grad_v", grad_v, right_v, v, u)]:
         norms = np.linalg.norm(x, axis=-1, keepdims=True) * np.linalg.norm(other, axis=-1, keepdims=True)
         compare(name, yours, right, tolerance=1e-7, mistakes=[
-            (residual * other / norms, "you left out - cos(u, v) * u / |u|^2: the gradient of a cosine has no "
-                                       "component along u itself (stretching u changes nothing)")])
+            (residual * other / norms, "the gradient of a cosine has no component along u itself (stretching u "
+                                       "changes nothing): |u| depends on u too")])
     return "the loss, grad_u and grad_v equal tinybert's cosine_similarity and mse_loss, differentiated by backward()"
+
+
+# ---------------------------------------------------------------- 12: the backward walk itself
+class GraphNode:
+    """A node of exercise 12's graph: ``value`` (an array), ``parents`` (a tuple of nodes, empty
+    for a leaf), ``vjp`` (grad -> one gradient per parent, each of that parent's shape; None for
+    a leaf), ``grad`` (None until a backward sets it; only leaves are checked) and ``name``."""
+
+    def __init__(self, name, value, parents=(), vjp=None):
+        self.name, self.value, self.parents, self.vjp, self.grad = name, value, tuple(parents), vjp, None
+
+    def __repr__(self):
+        return f"GraphNode({self.name!r}, shape={np.shape(self.value)})"
+
+
+def _mirror(root, leaves):
+    """Exercise 12's graph for a tinybert graph (``root`` a Tensor, ``leaves`` {name: leaf
+    Tensor}): every interior node's vjp is tinybert's backward closure, counted and recorded
+    (``node.calls``: the gradients it was called with). Returns (root node, {name: leaf node},
+    [interior nodes])."""
+    made = {id(t): GraphNode(name, t.data) for name, t in leaves.items()}
+    interior, stack = [], [(root, False)]
+    while stack:                                    # iterative: the deep chain has thousands of nodes
+        tensor, ready = stack.pop()
+        if id(tensor) in made:
+            continue
+        parents = [p for p in tensor._parents if p.requires_grad]
+        if not ready:
+            stack.append((tensor, True))
+            stack += [(p, False) for p in parents if id(p) not in made]
+            continue
+        node = GraphNode(f"{tensor.op} #{len(interior) + 1}", tensor.data, [made[id(p)] for p in parents])
+        node.calls = []
+
+        def vjp(grad, tensor=tensor, node=node):
+            node.calls.append(np.array(grad, dtype=np.float64))
+            return tuple(np.array(g, dtype=np.float64) for p, g in zip(tensor._parents, tensor._backward(grad))
+                         if p.requires_grad)
+        node.vjp = vjp
+        made[id(tensor)] = node
+        interior.append(node)
+    return made[id(root)], {name: made[id(t)] for name, t in leaves.items()}, interior
+
+
+def _walk(root, seed, accumulate=True):
+    """The checker's own walk over a GraphNode graph in reverse topological order, right
+    (``accumulate``) or keeping only each node's last contribution; returns ({id(node): the gradient it passed on or, for a
+    leaf, received}, without touching the nodes)."""
+    order_list, seen, stack = [], set(), [(root, False)]
+    while stack:
+        node, ready = stack.pop()
+        if ready:
+            order_list.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        stack += [(p, False) for p in node.parents if id(p) not in seen]
+    grads = {id(root): np.asarray(seed, dtype=np.float64)}
+    for node in reversed(order_list):
+        grad = grads.get(id(node))
+        if grad is None or node.vjp is None:
+            continue
+        calls = getattr(node, "calls", None)
+        saved = list(calls) if calls is not None else None
+        parent_grads = node.vjp(grad)
+        if calls is not None:
+            calls[:] = saved                      # the checker's own walks do not count as the learner's calls
+        for parent, parent_grad in zip(node.parents, parent_grads):
+            grads[id(parent)] = parent_grad if not accumulate or id(parent) not in grads else grads[id(parent)] + parent_grad
+    return grads
+
+
+def _breadth_first(root, seed):
+    """A typical wrong walk: the nodes in the order they are first reached from the root, each
+    visited once; returns {id(leaf): the gradient it received}."""
+    grads, queue, queued, leaves = {id(root): np.asarray(seed, dtype=np.float64)}, [root], {id(root)}, {}
+    while queue:
+        node = queue.pop(0)
+        grad = grads.pop(id(node))
+        if node.vjp is None:
+            leaves[id(node)] = grad
+            continue
+        saved = list(node.calls)
+        parent_grads = node.vjp(grad)
+        node.calls[:] = saved
+        for parent, parent_grad in zip(node.parents, parent_grads):
+            grads[id(parent)] = grads[id(parent)] + parent_grad if id(parent) in grads else parent_grad
+            if id(parent) not in queued:
+                queued.add(id(parent))
+                queue.append(parent)
+    return leaves
+
+
+def _graphs(rng):
+    """(what it is, the root Tensor, {name: leaf Tensor}, the seed) for exercise 12."""
+    def leaf(*shape):
+        return Tensor(rng.standard_normal(shape), requires_grad=True)
+    a, b = leaf(3, 4), leaf(3, 4)
+    yield "a chain, sum(tanh(a * b))", ops.sum(ops.tanh(ops.mul(a, b))), {"a": a, "b": b}, np.array(1.0)
+    x = leaf(5)
+    y = ops.tanh(x)
+    yield ("a reused node, sum((y * y + y) * x) with y = tanh(x)", ops.sum(ops.mul(ops.add(ops.mul(y, y), y), x)),
+           {"x": x}, np.array(1.0))
+    a, b, c = leaf(3, 4), leaf(4), leaf(3, 1)
+    yield ("broadcasting, (a + b) * c + b with a (3, 4), b (4,), c (3, 1), seeded with a (3, 4) gradient",
+           ops.add(ops.mul(ops.add(a, b), c), b), {"a": a, "b": b, "c": c}, rng.standard_normal((3, 4)))
+    a, b = leaf(2, 3), leaf(2, 3)
+    y = ops.mul(a, b)
+    z = ops.tanh(y)
+    yield ("a node reached along paths of different lengths, sum((tanh(y) * y + exp(y)) * a) with y = a * b",
+           ops.sum(ops.mul(ops.add(ops.mul(z, y), ops.exp(y)), a)), {"a": a, "b": b}, np.array(1.0))
+
+
+def check_tensor_backward(tensor_backward):
+    """Chapter 1: Tensor.backward's walk: every node's gradient complete before it is passed on,
+    reused nodes' contributions added, leaves' .grad accumulated."""
+    rng = np.random.default_rng(12)
+    for case, root_tensor, leaf_tensors, seed in _graphs(rng):
+        root, leaves, interior = _mirror(root_tensor, leaf_tensors)
+        right_grads = _walk(root, seed)
+        root_tensor.backward(seed.copy(), retain_graph=True)
+        for name, t in leaf_tensors.items():          # the checker's walk is tinybert's
+            assert np.allclose(right_grads[id(leaves[name])], t.grad), name
+        overwritten, breadth_first = _walk(root, seed, accumulate=False), _breadth_first(root, seed)
+        call(tensor_backward, root, seed.copy(), copy=False)
+        for node in interior:
+            if len(node.calls) > 1:
+                raise NotYet(f"in {case}: node {node.name!r} had its vjp called {len(node.calls)} times" + _hint(
+                    "each node should pass its gradient on once, when it has received all of it; following every "
+                    "path from the root separately calls a node once per path, exponentially many in a deep graph"))
+        for node in interior:
+            if node.calls and id(node) in overwritten and close(node.calls[0], overwritten[id(node)], 1e-10) \
+                    and not close(node.calls[0], right_grads[id(node)], 1e-10):
+                raise NotYet(f"in {case}: node {node.name!r} passed on only the last contribution it received" + _hint(
+                    "a node used more than once receives a share of gradient from every use: add them up"))
+            if node.calls and not close(node.calls[0], right_grads[id(node)], 1e-10):
+                raise NotYet(f"in {case}: node {node.name!r} passed its gradient on before it had received all of it "
+                             f"(it feeds {sum(n.parents.count(node) for n in interior)} inputs of later ops)" + _hint(
+                                 "a node may call its vjp only after every op that used it has handed back its "
+                                 "share: in which order must the nodes be visited?"))
+        for name, node in leaves.items():
+            if node.grad is None:
+                raise NotYet(f"in {case}: leaf {name!r} has no .grad after your backward" + _hint(
+                    "no gradient reached it, or it was not stored in the leaf's .grad: a node hands gradient to its "
+                    "parents only when it is visited; was every node visited after the nodes that consume it?"))
+            compare(f"in {case}: leaf {name!r}'s .grad", node.grad, leaf_tensors[name].grad, tolerance=1e-10, mistakes=[
+                (overwritten.get(id(node), 0 * node.value), "a node used more than once kept only the last "
+                                                            "contribution it received: every use adds its own share"),
+                (breadth_first.get(id(node), 0 * node.value), "this leaf was visited in the order nodes are first "
+                                                              "reached from the root, before all the gradient for "
+                                                              "it had arrived: which order guarantees that it has?")])
+    # a leaf that already holds a gradient, from an earlier backward
+    _, root_tensor, leaf_tensors, seed = next(_graphs(np.random.default_rng(120)))
+    root, leaves, _ = _mirror(root_tensor, leaf_tensors)
+    root_tensor.backward(seed.copy(), retain_graph=True)
+    earlier = {name: rng.standard_normal(node.value.shape) for name, node in leaves.items()}
+    for name, node in leaves.items():
+        node.grad = earlier[name].copy()
+    call(tensor_backward, root, seed.copy(), copy=False)
+    for name, node in leaves.items():
+        compare(f"leaf {name!r}'s .grad when it already held one", node.grad, earlier[name] + leaf_tensors[name].grad,
+                tolerance=1e-10, mistakes=[(leaf_tensors[name].grad, "your backward replaced the gradient the leaf "
+                                            "already held; backward() adds to .grad (that is why a training step "
+                                            "calls zero_grad)")])
+    # a chain of 3000 ops: deeper than Python's recursion limit
+    x = Tensor(rng.standard_normal(2), requires_grad=True)
+    y = x
+    for _ in range(3000):
+        y = ops.mul(y, 1.0001)
+    root_tensor = ops.sum(y)
+    root, leaves, _ = _mirror(root_tensor, {"x": x})
+    root_tensor.backward(np.array(1.0), retain_graph=True)
+    try:
+        call(tensor_backward, root, np.array(1.0), copy=False)
+    except LearnerError as failure:
+        if isinstance(failure.error, RecursionError):
+            raise NotYet("on a chain of 3000 ops your code exceeded Python's recursion limit" + _hint(
+                "a recursive walk needs one Python frame per node; keep the nodes still to visit in a list of "
+                "your own")) from None
+        raise
+    compare("leaf 'x''s .grad through a chain of 3000 ops", leaves["x"].grad, x.grad, tolerance=1e-10)
+    return ("every leaf's .grad equals tinybert's backward() on 4 graphs (a reused node, broadcasting, paths of "
+            "different lengths), each vjp called once with its whole gradient, .grad accumulated, 3000 ops deep")
+
+
+# ---------------------------------------------------------------- 13, 14: two fused backwards of chapter 2
+def check_cross_entropy(cross_entropy):
+    """Chapter 2: softmax cross entropy's loss and its fused gradient."""
+    rng = np.random.default_rng(13)
+    for case, logits, targets in [("ordinary logits", rng.standard_normal((4, 5)) * 2, np.array([0, 3, 3, 1])),
+                                  ("logits of 1e4", np.array([[1e4, 0.0, -1e4], [0.0, 2e4, 1e4]]), np.array([2, 1]))]:
+        right_loss, (right_grad,) = reference(lambda x: F.cross_entropy(x, targets), [logits], 1.0)
+        loss, grad = outputs(call(cross_entropy, logits, targets.copy()), ("loss", "grad"))
+        finite = [np.all(np.isfinite(np.asarray(a, dtype=np.float64))) for a in (loss, grad)]
+        if not all(finite):
+            raise NotYet(f"with {case} your {'loss' if not finite[0] else 'gradient'} is not finite" + _hint(
+                "exp(1e4) overflows: softmax(z) does not change when the same number is subtracted from every "
+                "entry of a row, so choose one that keeps every exponent <= 0"))
+        N, C = logits.shape
+        probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probs /= probs.sum(axis=-1, keepdims=True)
+        onehot = np.eye(C)[targets]
+        column = np.exp(logits - logits.max(axis=0, keepdims=True))
+        column /= column.sum(axis=0, keepdims=True)
+        shifted = logits - logits.max(axis=-1, keepdims=True)        # the row's max, then a sum down the columns
+        with np.errstate(divide="ignore", over="ignore"):
+            column_loss = -np.log(column[np.arange(N), targets]).mean()
+            mixed_loss = -(shifted - np.log(np.exp(shifted).sum(axis=0, keepdims=True)))[np.arange(N), targets].mean()
+        compare(f"the loss ({case})", loss, right_loss, mistakes=[
+            (N * right_loss, "you summed over the N rows; the loss is their mean"),
+            (column_loss, "the softmax ran over the wrong axis: each row, one example's C classes, sums to 1"),
+            (mixed_loss, "the softmax's sum ran over the wrong axis: each row, one example's C classes, sums to 1")])
+        compare(f"the gradient ({case})", grad, right_grad, mistakes=[
+            (probs / N, "your gradient ignores which class is the target: -log p_target depends on the target's "
+                        "logit directly, not only through the normaliser"),
+            (-onehot / N, "your gradient is zero off the target: every logit changes the normaliser, so every "
+                          "logit gets a gradient"),
+            ((column - onehot) / N, "the softmax ran over the wrong axis: each row, one example's C classes, "
+                                    "sums to 1"),
+            (N * right_grad, "you left out the 1/N of the mean")])
+    return "the loss and its gradient equal tinybert.functional.cross_entropy's, on ordinary logits and logits of 1e4"
+
+
+def check_gelu_backward(gelu_backward):
+    """Chapter 2: the exact GELU's backward."""
+    rng = np.random.default_rng(14)
+    x = np.concatenate([rng.standard_normal(20) * 2, [-4.0, -np.sqrt(2), -0.5, 0.0, 0.5, np.sqrt(2), 4.0]])
+    grad = rng.standard_normal(x.shape)
+    _, (right,) = reference(F.gelu, [x], grad)
+    yours = call(gelu_backward, grad, x)
+    from scipy.special import erf
+    cdf, pdf = 0.5 * (1 + erf(x / np.sqrt(2))), np.exp(-x * x / 2) / np.sqrt(2 * np.pi)
+    k = np.sqrt(2 / np.pi)
+    inner = k * (x + 0.044715 * x ** 3)
+    tanh_derivative = 0.5 * (1 + np.tanh(inner)) + 0.5 * x * (1 - np.tanh(inner) ** 2) * k * (1 + 3 * 0.044715 * x ** 2)
+    compare("dL/dx", yours, right, tolerance=1e-10, mistakes=[
+        (grad * cdf, "you treated Phi(x) as a constant: y = x * Phi(x) is a product, and the product rule has two terms"),
+        (grad * (cdf + x * pdf * np.sqrt(2 * np.pi)), "the derivative of Phi is the standard normal density: check "
+                                                      "its normalising constant"),
+        (grad * (0.5 * (1 + erf(x)) + x * np.exp(-x * x) / np.sqrt(np.pi)), "Phi(x) is (1 + erf(x / sqrt 2)) / 2: "
+                                                                            "the sqrt 2 is missing"),
+        (grad * (0.5 * (1 + erf(x)) + x * pdf), "Phi(x) is (1 + erf(x / sqrt 2)) / 2: the sqrt 2 is missing"),
+        (grad * tanh_derivative, "this is the derivative of the tanh approximation of GELU; BERT's, and "
+                                 "tinybert's, is the exact erf form"),
+        (cdf + x * pdf, "you left out g: the chain rule multiplies the incoming gradient by the local derivative")])
+    error = gradcheck.relative_error(learner_op(lambda x: F.gelu(Tensor(x)).data,
+                                                lambda grad, x: (call(gelu_backward, grad, x),), "your gelu"),
+                                     [rng.standard_normal((3, 4))])
+    return (f"dL/dx equals tinybert.functional.gelu's backward at {x.size} points; tinybert.gradcheck's relative "
+            f"error {error:.1e}")
+
+
+# ---------------------------------------------------------------- 15: one multi-task training step
+class _TinyMultitask:
+    """Exercise 15's model: a shared encoder h = tanh(x W + b) (the "bert." parameters, as
+    MultitaskBert names its encoder's) and one linear head per task, a mean squared error each.
+    It has the methods train.step_gradients calls (embed, head_output, loss), and task_loss."""
+
+    def __init__(self, rng, tasks, features=4, hidden=3):
+        def parameter(*shape):
+            return Tensor(rng.standard_normal(shape), requires_grad=True)
+        self.params = {"bert.weight": parameter(features, hidden), "bert.bias": parameter(hidden)}
+        self.params.update({f"{task}_head.weight": parameter(hidden, 1) for task in tasks})
+
+    def named_parameters(self):
+        return list(self.params.items())
+
+    def parameters(self):
+        return list(self.params.values())
+
+    def shared_parameters(self):
+        return [p for name, p in self.params.items() if name.startswith("bert.")]
+
+    def embed(self, batch):
+        return Tensor(batch.x)
+
+    def head_output(self, batch, embedded):
+        hidden = ops.tanh(ops.add(ops.matmul(embedded, self.params["bert.weight"]), self.params["bert.bias"]))
+        return ops.matmul(hidden, self.params[f"{batch.task}_head.weight"])
+
+    def loss(self, batch, output):
+        return F.mse_loss(output, batch.y)
+
+    def task_loss(self, batch):
+        return self.loss(batch, self.head_output(batch, self.embed(batch)))
+
+    def copy(self):
+        twin = _TinyMultitask.__new__(_TinyMultitask)
+        twin.params = {name: Tensor(p.data.copy(), requires_grad=True) for name, p in self.params.items()}
+        return twin
+
+
+def _variant_step(model, batches, weights, optimizer, rng, max_norm, set_aside=True, reset=True, use_weights=True,
+                  scope="shared", clip_first=False, zero_grad=True):
+    """One step as the learner might write it: right with the defaults, else a typical mistake."""
+    shared = model.shared_parameters() if scope == "shared" else model.parameters()
+    task_gradients = []
+    for task, task_batches in batches.items():
+        for batch in task_batches:
+            (model.task_loss(batch) * (weights[task] if use_weights else 1.0)).backward()
+        if set_aside:
+            task_gradients.append([p.grad for p in shared])
+            if reset:
+                for p in shared:
+                    p.grad = None
+    if not reset:                                   # each set-aside gradient holds the earlier tasks' too
+        for p in shared:
+            p.grad = None
+    norm = optim.clip_grad_norm(model.parameters(), max_norm) if clip_first else None
+    if set_aside:
+        pcgrad.apply_pcgrad(shared, task_gradients, rng)
+    if not clip_first:
+        norm = optim.clip_grad_norm(model.parameters(), max_norm)
+    optimizer.step()
+    if zero_grad:
+        optimizer.zero_grad()
+    return norm
+
+
+def check_training_step(training_step):
+    """Chapter 9: one multi-task step: a backward per task, PCGrad on the encoder, clipping, AdamW."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import train                                    # the repository's train.py, for step_gradients
+    tasks = ("sst", "para", "sts")
+    weights = {"sst": 1.0, "para": 0.5, "sts": 2.0}
+    max_norm, lr = 0.5, 0.05
+    rng = np.random.default_rng(19)                 # a draw in which the tasks conflict at both steps
+    start = _TinyMultitask(rng, tasks)
+    steps = [{task: [types.SimpleNamespace(task=task, x=rng.standard_normal((5, 4)), y=rng.standard_normal((5, 1)) * 2)
+                     for _ in range(2 if task == "para" else 1)] for task in tasks} for _ in range(2)]
+    args = types.SimpleNamespace(pcgrad=True, **{f"{task}_loss_weight": w for task, w in weights.items()})
+
+    def run(step_function, **flags):
+        """[(the norm it returned, every parameter after the step)] for each step, from ``start``."""
+        model = start.copy()
+        optimizer = optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+        pcgrad_rng, states = np.random.default_rng(150), []
+        for batches in steps:
+            norm = step_function(model, batches, dict(weights), optimizer, pcgrad_rng, max_norm, **flags)
+            states.append((norm, {name: p.data.copy() for name, p in model.named_parameters()}))
+        return states
+
+    def tinybert_step(model, batches, weights, optimizer, pcgrad_rng, max_norm):
+        record = train.step_gradients(model, batches, args, None, None, pcgrad_rng, lambda task, value: None)
+        conflicts.append(record["conflict_fraction"])
+        norm = optim.clip_grad_norm(model.parameters(), max_norm)
+        optimizer.step()
+        optimizer.zero_grad()
+        return norm
+    conflicts = []
+    right = run(tinybert_step)
+    assert min(conflicts) > 0                           # PCGrad changes something at every step
+    assert all(np.allclose(a[1][n], b[1][n]) for a, b in zip(right, run(_variant_step)) for n in a[1])
+    mistakes = [
+        (run(_variant_step, reset=False), "a task's encoder gradient held the earlier tasks' too: after setting it "
+                                          "aside, clear .grad before the next task's backward"),
+        (run(_variant_step, set_aside=False), "the encoder received the plain sum of the task gradients: PCGrad's "
+                                              "projections were never applied"),
+        (run(_variant_step, scope="all"), "you ran PCGrad over the heads too: only the shared encoder's gradients "
+                                          "are projected; a head is reached by its own task alone"),
+        (run(_variant_step, use_weights=False), "each task's loss is scaled by its weight before its backward"),
+        (run(_variant_step, clip_first=True), "you clipped before PCGrad had written the encoder's gradient: clip "
+                                              "what the optimizer will use"),
+        (run(_variant_step, zero_grad=False), "the second step's gradients still held the first's: clear them "
+                                              "after the optimizer's step")]
+    mine = run(lambda *arguments: call(training_step, *arguments, copy=False))
+    for t, ((norm, params), (right_norm, right_params)) in enumerate(zip(mine, right), start=1):
+        for name in right_params:
+            compare(f"{name} after step {t}", params[name], right_params[name], tolerance=1e-9,
+                    mistakes=[(states[t - 1][1][name], hint) for states, hint in mistakes])
+        if norm is None:
+            raise NotYet(f"step {t}: your training_step returned None" + _hint(
+                "return the gradients' global norm before clipping, as tinybert.optim.clip_grad_norm gives it"))
+        compare(f"the gradient norm returned by step {t}", norm, right_norm, tolerance=1e-9)
+    return (f"every parameter after {len(steps)} steps, and the norms returned, equal train.step_gradients + "
+            f"clip_grad_norm + AdamW's on a 3-task model (PCGrad conflicts included)")
 
 
 # ---------------------------------------------------------------- the table
 @dataclasses.dataclass
 class Exercise:
-    number: str          # the chapter's number, "01" .. "13"
+    number: str          # "01" .. "11": the chapter's number; from "12" on, further exercises (see chapter)
     name: str            # the function to write
     chapter: str         # the chapter that teaches it
     title: str           # what it is, in a few words
@@ -631,6 +1014,13 @@ EXERCISES = {exercise.number: exercise for exercise in [
     Exercise("10", "ascent_step", "10-smart.md", "one step of SMART's ascent: a normalised step, then the projection",
              check_ascent_step),
     Exercise("11", "cosine_loss", "11-cosine.md", "the cosine-similarity loss and its gradients", check_cosine_loss),
+    Exercise("12", "tensor_backward", "01-autograd.md", "backward()'s walk over the graph: order and accumulation",
+             check_tensor_backward),
+    Exercise("13", "cross_entropy", "02-gradients.md", "softmax cross entropy, stable, with its fused gradient",
+             check_cross_entropy),
+    Exercise("14", "gelu_backward", "02-gradients.md", "the exact GELU's backward", check_gelu_backward),
+    Exercise("15", "training_step", "09-pcgrad.md", "one multi-task step: a backward per task, PCGrad, clip, AdamW",
+             check_training_step),
 ]}
 
 

@@ -9,15 +9,15 @@ The forward, over the last axis of x (..., C), with weight and bias (C,):
     mu = mean(x),  var = mean((x - mu)^2),  r = 1 / sqrt(var + eps)
     x_hat = (x - mu) * r,  y = x_hat * weight + bias
 
-Given g = dL/dy (x's shape), with d = g * weight (the gradient reaching x_hat) and every mean
-taken over the last axis (keepdims, so it broadcasts back):
+Given g = dL/dy (x's shape), return dL/dx (x's shape), dL/dweight and dL/dbias (both (C,)).
 
-    dL/dx      = r * (d - mean(d) - x_hat * mean(d * x_hat))        (..., C)
-    dL/dweight = sum over all rows of g * x_hat                     (C,)
-    dL/dbias   = sum over all rows of g                             (C,)
+Try it first, on paper: x reaches y three ways, directly through x - mu, through mu, and
+through r (the variance depends on every entry of the row). Follow each path back from y, and
+remember that weight and bias are used by every row. Chapter 2's "Layer norm" derives it; read
+it after your attempt, or when the checker's hint leaves you stuck.
 
-Recompute mu, r and x_hat from x: the backward of tinybert.functional.layer_norm keeps them
-from its forward, but yours receives only x.
+Recompute what you need from x: tinybert.functional.layer_norm's backward keeps values from
+its forward, but yours receives only x.
 """
 import numpy as np
 

@@ -5,14 +5,12 @@ Copy this file to one of your own, write the body of numeric_gradient, and check
     python -m tools.exercises check 03 my_numeric_gradient.py
 
 loss is a function of one array that returns a number, L(x). Estimate every entry of dL/dx
-with the central difference of chapter 3: for each entry x_i, with e_i the array that is 1 at
-i and 0 elsewhere,
+from values of L alone, with a difference whose error shrinks like eps^2 rather than like eps
+(chapter 3 says which one, and why, after you have tried): nudge one entry at a time, the
+others held still.
 
-    dL/dx_i ~ (L(x + eps e_i) - L(x - eps e_i)) / (2 eps)
-
-One entry at a time; the others stay as they are. Whatever you nudge, leave x as you found it
-(tinybert.gradcheck.relative_error nudges an entry in place and puts it back). np.ndindex(x.shape)
-visits every index of an array of any shape.
+Whatever you nudge, leave x as you found it (tinybert.gradcheck.relative_error nudges an entry
+in place and puts it back). np.ndindex(x.shape) visits every index of an array of any shape.
 """
 import numpy as np
 

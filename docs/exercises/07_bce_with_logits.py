@@ -7,11 +7,13 @@ Copy this file to one of your own, write the body of bce_with_logits, and check 
 The paraphrase head's loss: for N logits x and targets t (0 or 1), with sigmoid(x) = 1 / (1 + e^-x),
 
     L = mean over the N of -[t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))]
-      = mean of max(x, 0) - x t + log(1 + e^(-|x|))        (the same number, computed stably)
-    dL/dx = (sigmoid(x) - t) / N                            (N,)
 
-The check includes logits of 40 and 800, where sigmoid(x) rounds to exactly 1 and the first
-form takes log(0). Compute sigmoid itself without overflow too (exp(800) is inf).
+Return L and dL/dx, shape (N,). Try it first: differentiate one term by hand (log sigmoid(x)
+and log(1 - sigmoid(x)) have short derivatives), then remember the mean.
+
+The check includes logits of 40 and 800, where sigmoid(x) rounds to exactly 1 and the formula
+above takes log(0): rewrite L in a form in which no exponential can overflow (chapter 7 shows
+one; try first), and compute sigmoid itself without overflow too (exp(800) is inf).
 """
 import numpy as np
 

@@ -4,16 +4,17 @@ Copy this file to one of your own, write the body of adamw_update, and check it:
 
     python -m tools.exercises check 08 my_adamw_update.py
 
-Step t (t = 1, 2, ...) on a parameter p with gradient g and moments m, v (zeros before step 1),
-elementwise, beta1, beta2 = betas:
+Step t (t = 1, 2, ...) on a parameter p with gradient g. The optimiser's state is two arrays of
+p's shape, zeros before step 1: m, an exponential moving average of g with factor beta1, and v,
+one of g^2 with factor beta2 (betas = (beta1, beta2)). Return the new p, m and v.
 
-    p <- p * (1 - lr * weight_decay)            decoupled weight decay, first
-    m <- beta1 m + (1 - beta1) g
-    v <- beta2 v + (1 - beta2) g^2
-    m_hat = m / (1 - beta1^t),  v_hat = v / (1 - beta2^t)       bias correction
-    p <- p - lr * m_hat / (sqrt(v_hat) + eps)
-
-m and v are the optimiser's state: return them as they are, not their corrected copies.
+Write the update from what each piece is for; chapter 8 derives it, read it after your attempt:
+- the step divides the average of g by the square root of the average of g^2, so every entry
+  moves by about lr whatever its gradient's scale; eps keeps the division finite;
+- m and v start at 0, so after t steps they are too small by a factor you can compute: undo it
+  in what the step uses, but keep m and v themselves as the state;
+- weight decay shrinks p by lr * weight_decay of itself, decoupled: it never passes through m
+  or v, and (as torch does) it comes before the Adam step.
 """
 import numpy as np
 

@@ -5,12 +5,13 @@ Copy this file to one of your own, write the body of project_conflicting, and ch
     python -m tools.exercises check 09 my_project_conflicting.py
 
 g is task i's gradient, others the other tasks' ORIGINAL gradients g_j, in the order to visit
-them (tinybert.pcgrad draws a random order; here it is given). Starting from g' = g, for each
-g_j in turn:
+them (tinybert.pcgrad draws a random order; here it is given). Starting from g' = g, visit each
+g_j in turn: where g' conflicts with g_j (the two point against each other), remove from g' its
+component along g_j, so that afterwards g' no longer pushes against g_j; where they agree, leave
+g' as it is. Return the final g'.
 
-    if g' . g_j < 0:   g' <- g' - (g' . g_j / |g_j|^2) g_j
-
-Where the two agree (g' . g_j >= 0), g' is left as it is. Return the final g'.
+Try it first: write the component of one vector along another with a dot product, and check on
+paper that what is left is orthogonal to g_j. Chapter 9 gives the rule; read it after your attempt.
 """
 import numpy as np
 

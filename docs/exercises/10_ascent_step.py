@@ -6,17 +6,18 @@ Copy this file to one of your own, write the body of ascent_step, and check it:
 
 delta is the perturbation of one segment's embeddings, grad = d l_s / d delta, both (B, T, C):
 B examples of T tokens of C features. Algorithm 1 of the SMART paper (the "paper" variant of
-tinybert.smart) moves delta up the gradient by a normalised step, then projects it back onto
-the ball ||delta||_inf <= eps:
+tinybert.smart) takes one step of an ascent on delta and keeps delta in the ball
+||delta||_inf <= eps. Write that step, with eta = config.eta and eps = config.epsilon (config
+is a tinybert.smart.SmartConfig):
 
-    n_b     = max over t, c of |grad_btc|          one number per EXAMPLE b, (B, 1, 1)
-    moved   = delta + eta * grad / n_b             the largest entry of each example moves by eta
-    delta'  = clip(moved, -eps, eps)               the projection, AFTER the step
+- SMART wants the perturbation that changes the model's output the most: which way is that?
+- the step is normalised with the norm that matches the ball, separately for every EXAMPLE b
+  (one example's gradient may be a thousand times another's), so that the largest entry of
+  each example moves by exactly eta;
+- the new delta must lie in the ball.
 
-eta is config.eta and eps config.epsilon (config is a tinybert.smart.SmartConfig). Where an
-example's gradient is all zero (n_b = 0) tinybert leaves its step at 0 rather than divide 0 by
-0; the check's gradients are far from zero, so you may leave that out. (For the bi-encoder,
-tinybert passes one n_b for both sentences of a pair; here, one segment, n_b is its own.)
+Chapter 10 writes Algorithm 1 out; try first, then read it. The check's gradients are far from
+zero, so you need not guard a division by a zero norm.
 """
 import numpy as np
 

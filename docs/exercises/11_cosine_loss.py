@@ -8,8 +8,10 @@ u and v are the two sentences' embeddings, B pairs of C numbers; labels are STS'
 
     cos_b = u_b . v_b / (|u_b| |v_b|)                          (B,)
     L     = mean over the B pairs of (cos_b - label_b / 5)^2
-    dL/du_b = 2 (cos_b - label_b / 5) / B * dcos_b/du_b,  with
-    dcos/du = v / (|u| |v|) - cos * u / |u|^2                  (B, C), and likewise for v
+
+Return L, dL/du and dL/dv, both (B, C). Try it first: the chain rule through the mean and the
+square gives dL/dcos_b; then differentiate the quotient cos_b with respect to u_b (you need
+d|u|/du). Chapter 11's first exercise asks for the same derivation.
 
 (tinybert.functional.cosine_similarity adds 1e-8 inside each square root against a zero
 vector; the check's vectors are far from zero, so you may leave it out.)
