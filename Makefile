@@ -8,7 +8,7 @@ DATA_DIR ?= $(if $(wildcard ../shared/data/quora-train.csv),../shared/data,data)
 WEIGHTS  := weights/all-MiniLM-L6-v2
 export DATA_DIR
 
-.PHONY: setup weights test gradcheck cudacheck exercise demo train ablation bench gpucheck peer data fixtures clean
+.PHONY: setup weights test gradcheck cudacheck exercise demo quick train ablation bench gpucheck peer data fixtures clean
 
 setup: $(VENV)/.installed
 
@@ -50,6 +50,11 @@ exercise: setup
 
 demo: setup weights
 	$(PY) train.py --task all --pcgrad --smart --cos --data_dir tinybert/sample_data --out runs/demo --epochs 3 --max_len 32 --overwrite
+
+# Five minutes on the real data, for learners: the recipe for 40 steps at --max_len 64, dev sets
+# only. Its scores on a 2-core AMD EPYC: docs/results/README.md, the row "quick".
+quick: setup weights
+	$(PY) train.py --task all --pcgrad --smart --cos --epochs 1 --steps_per_epoch 40 --max_len 64 --no_test_predictions --data_dir $(DATA_DIR) --out runs/quick --overwrite
 
 train: setup weights
 	$(PY) train.py --task all --pcgrad --smart --cos --data_dir $(DATA_DIR) --out runs/full
