@@ -18,7 +18,7 @@ from test_train import tiny_weights  # noqa: F401  (a fixture)
 
 import train  # the repository root is on the module path (pyproject's pytest pythonpath)
 from tinybert.data import SAMPLE_DATA_DIR
-from tinybert.run.session import SETTINGS_BEFORE_THEY_EXISTED
+from tinybert.run.folder import SETTINGS_BEFORE_THEY_EXISTED
 from tools import ablation
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -413,7 +413,7 @@ def test_reported_commands_reproduce_the_committed_runs(document):
     import train
     from tinybert.data import BatchStream, default_steps_per_epoch, load_task
     from tinybert.multitask import TASKS
-    from tinybert.run.session import SETTINGS_BEFORE_THEY_EXISTED
+    from tinybert.run.folder import SETTINGS_BEFORE_THEY_EXISTED
     training_set = functools.lru_cache(load_task)
     checked = 0
     for name, line in run_rows(document):

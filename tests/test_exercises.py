@@ -386,3 +386,22 @@ def test_an_answer_that_changes_the_repository_fails_loudly(tmp_path):
     assert result.stdout.splitlines()[-1] == (
         f"  not correct: your code changed the repository {repository}: keep.txt deleted")
     assert not (repository / "stray.txt").exists()        # it ran in a temporary folder of its own
+
+
+def test_train_step_gradients_passes_exercise_15s_checker():
+    # the checker's reference step (tools/exercises._variant_step) is train.py's: train.step_gradients,
+    # clipping and AdamW, written as a learner's answer, pass it (tools/ never imports train)
+    import types
+
+    import train
+    from tinybert import optim
+    from tools import exercises
+
+    def training_step(model, batches, weights, optimizer, pcgrad_rng, max_norm):
+        args = types.SimpleNamespace(pcgrad=True, **{f"{task}_loss_weight": w for task, w in weights.items()})
+        train.step_gradients(model, batches, args, None, None, pcgrad_rng, lambda task, value: None)
+        norm = optim.clip_grad_norm(model.parameters(), max_norm)
+        optimizer.step()
+        optimizer.zero_grad()
+        return norm
+    assert "equal train.step_gradients" in exercises.check_training_step(training_step)

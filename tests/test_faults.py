@@ -22,7 +22,7 @@ from test_train import (ROOT, arguments, assert_same_run, checkpoint_arrays, exi
                         interrupt_after_optimizer_step, records, run, tiny_weights)
 import train  # noqa: E402  (test_train put the repository root on sys.path)
 from tinybert import convert
-from tinybert.run import checkpoint, files, machine, session
+from tinybert.run import checkpoint, files, folder, machine, session
 from tinybert.run.session import TrainingRun
 from tinybert.multitask import MultitaskBert
 from tinybert.tensor import Tensor
@@ -267,7 +267,7 @@ def test_resume_trims_what_the_log_holds_past_the_checkpoint(tmp_path):
     lines.insert(7, {"type": "eval", "step": 6, "epoch": 2})
     log = tmp_path / "metrics.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"type": "st')
-    session.trim_log(str(log), {"step": 6, "evaluated_epoch": 1})
+    folder.trim_log(str(log), {"step": 6, "evaluated_epoch": 1})
     kept = [json.loads(line) for line in log.read_text().splitlines()]
     assert kept == [r for r in lines if r["step"] <= 6 and r != {"type": "eval", "step": 6, "epoch": 2}]
 

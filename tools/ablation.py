@@ -86,7 +86,7 @@ from scipy import stats
 
 from tinybert.run import files
 from tinybert.run.plot import read_metrics
-from tinybert.run.session import RESUME_MUST_MATCH, SETTINGS_BEFORE_THEY_EXISTED
+from tinybert.run.folder import RESUME_MUST_MATCH, SETTINGS_BEFORE_THEY_EXISTED
 
 # The training script every run is: train.py at the repository root, beside this tools folder.
 TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "train.py")

@@ -78,7 +78,7 @@ from tinybert.run import files
 from tinybert.run.evaluation import metric
 from tinybert.run.flags import within
 from tinybert.run.machine import cpu_clock, describe, less_steal, steal_fraction
-from tinybert.run.session import check_run_folder, clear_run_folder
+from tinybert.run.folder import check_run_folder, clear_run_folder
 from tinybert.tokenizer import Tokenizer
 
 # What the peer writes in its run folder (fewer entries than train.py's run): a folder that holds
