@@ -405,3 +405,23 @@ def test_train_step_gradients_passes_exercise_15s_checker():
         optimizer.zero_grad()
         return norm
     assert "equal train.step_gradients" in exercises.check_training_step(training_step)
+
+
+def test_an_answer_runs_against_a_copy_of_the_code_so_the_repositorys_files_stay(tmp_path):
+    # the answer deletes a file of the tinybert it imports, and one of the checker's own folder:
+    # it runs against a temporary copy of tinybert/ and tools/, so the repository keeps both
+    import shutil
+    repository = tmp_path / "repository"                 # a copy of the code: the test deletes nothing real
+    for package in ("tinybert", "tools"):
+        shutil.copytree(ROOT / package, repository / package, ignore=shutil.ignore_patterns("__pycache__"))
+    path = changed("01", [("def mul_backward(grad, a, b):\n",
+                           "def mul_backward(grad, a, b):\n    import os, tinybert, tools.exercises\n"
+                           "    os.remove(os.path.join(os.path.dirname(tinybert.__file__), 'nn.py'))\n"
+                           "    os.remove(os.path.join(tools.exercises.ROOT, 'tools', 'make_sample.py'))\n")], tmp_path)
+    environment = {**os.environ, "PYTHONPATH": str(repository)}
+    result = subprocess.run([sys.executable, "-m", "tools.exercises", "check", "01", str(path), "--repository",
+                             str(repository)], cwd=tmp_path, env=environment, capture_output=True, text=True,
+                            timeout=300)
+    assert (repository / "tinybert" / "nn.py").exists() and (repository / "tools" / "make_sample.py").exists(), \
+        result.stdout + result.stderr
+    assert "changed the repository" not in result.stdout

@@ -26,7 +26,8 @@ verdict", not correct (a sys.exit() your code calls is caught and shown as its e
 --timeout seconds (60) the child is killed: "timed out". What this does NOT do is sandbox your
 code: Python cannot, and it runs with your user's rights, so it can write, delete, or reach
 the network as any program you run can. What is done instead: it runs in a temporary folder, so
-a relative path lands there, and the repository's files (git's tracked files and the untracked
+a relative path lands there, and imports a temporary copy of tinybert/ and tools/, so a path
+found from a module's __file__ lands in the copy; and the repository's files (git's tracked files and the untracked
 ones it does not ignore, else every file) are listed with their size and modification time
 before and after; any file changed, deleted or added fails the check loudly, naming them. A
 change that keeps a file's size and modification time, or that touches ignored files (runs/,
@@ -1051,8 +1052,11 @@ def check_isolated(number, path, out=None, timeout=TIMEOUT, repository=ROOT):
     with tempfile.TemporaryDirectory(prefix="exercise-") as work:
         copy = os.path.join(work, os.path.basename(path))
         shutil.copyfile(path, copy)
-        environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
-                       "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+        code = os.path.join(work, "code")    # the child imports a copy of tinybert/ and tools/, not the repository's
+        for package in ("tinybert", "tools"):
+            shutil.copytree(ROOT / package, os.path.join(code, package), ignore=shutil.ignore_patterns("__pycache__"))
+        environment = {name: value for name, value in os.environ.items() if name not in ("PWD", "OLDPWD")}
+        environment.update(PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=code)
         child = subprocess.Popen([sys.executable, "-m", "tools.exercises", "_run", number, copy, os.path.abspath(path)],
                                  cwd=work, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
