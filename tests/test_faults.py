@@ -110,16 +110,22 @@ def test_a_second_run_into_the_same_folder_is_refused(tiny_weights, tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"  # only the run's own entries are replaced
 
 
-@pytest.mark.parametrize("problem", ["a folder", "under a file", "a duplicate"])
+@pytest.mark.parametrize("problem", ["a folder", "under a file", "a duplicate", "the run folder", "above the run folder"])
 def test_a_bad_output_path_fails_before_the_first_step(tiny_weights, tmp_path, problem):
     (tmp_path / "folder").mkdir()
     (tmp_path / "file").write_text("")
+    out = tmp_path / "out"
     flags = {"a folder": ["--sst_dev_out", str(tmp_path / "folder")],
              "under a file": ["--sst_test_out", str(tmp_path / "file" / "test.csv")],
-             "a duplicate": ["--sst_dev_out", str(tmp_path / "x.csv"), "--sst_test_out", str(tmp_path / "x.csv")]}
-    out = tmp_path / "out"
+             "a duplicate": ["--sst_dev_out", str(tmp_path / "x.csv"), "--sst_test_out", str(tmp_path / "x.csv")],
+             "the run folder": ["--sst_dev_out", str(out)],
+             "above the run folder": ["--sst_dev_out", str(tmp_path / "runs"), "--out", str(tmp_path / "runs" / "a")]}
+    if problem == "above the run folder":
+        out = tmp_path / "runs" / "a"
     message = main_error(arguments(tiny_weights, out, "--task", "sst", *flags[problem]))
-    assert {"a folder": "is a folder", "under a file": "is a file", "a duplicate": "more than one"}[problem] in message
+    assert {"a folder": "is a folder", "under a file": "is a file", "a duplicate": "more than one",
+            "the run folder": "would replace the run folder", "above the run folder": "would replace the run folder",
+            }[problem] in message
     assert not out.exists()  # nothing trained, nothing written
 
 

@@ -143,6 +143,10 @@ def check_output_paths(args, tasks):
     repeated = sorted({path for path in paths if paths.count(path) > 1})
     if repeated:
         raise ValueError(f"{repeated[0]}: given as more than one prediction file")
+    for path in paths:
+        if lies_in(args.out, path):   # the run folder is that path, or lies inside it
+            raise ValueError(f"{path}: a prediction file there would replace the run folder {args.out}; pick a "
+                             "file's path")
     check_no_output_on_an_input(args, tasks)
     for name in RUN_ENTRIES:
         path, is_folder = os.path.join(args.out, name), name in RUN_FOLDERS
