@@ -8,7 +8,7 @@ DATA_DIR ?= $(if $(wildcard ../shared/data/quora-train.csv),../shared/data,data)
 WEIGHTS  := weights/all-MiniLM-L6-v2
 export DATA_DIR
 
-.PHONY: setup weights test gradcheck cudacheck exercise demo quick train ablation bench gpucheck peer data fixtures clean
+.PHONY: setup weights test gradcheck cudacheck exercise capstone demo quick train ablation bench gpucheck peer data fixtures clean
 
 setup: $(VENV)/.installed
 
@@ -47,6 +47,11 @@ gradcheck: setup
 # your answer to chapter 2's; `make exercise` lists them all.
 exercise: setup
 	$(PY) -m tools.exercises $(if $(N),check $(N) $(FILE),list)
+
+# The capstone: your answers (a folder of them under their starters' names) trained inside
+# tinybert on the bundled sample, your dev scores beside tinybert's: `make capstone ANSWERS=mine`.
+capstone: setup weights
+	$(PY) -m tools.capstone $(or $(ANSWERS),$(error ANSWERS=folder: the folder of your answers, e.g. make capstone ANSWERS=mine))
 
 demo: setup weights
 	$(PY) train.py --task all --pcgrad --smart --cos --data_dir tinybert/sample_data --out runs/demo --epochs 3 --max_len 32 --overwrite

@@ -547,14 +547,21 @@ def check_ascent_step(ascent_step):
     B, T, C = 3, 4, 5
     # every example's gradient on its own scale, so a norm over the batch differs from one per example
     grad = rng.standard_normal((B, T, C)) * np.array([0.01, 1.0, 30.0])[:, None, None]
-    cases = [("a step smaller than eps", smart.SmartConfig(epsilon=0.03, eta=0.02)),
-             ("tinybert's default, eta = 100 eps", smart.SmartConfig())]
-    for case, config in cases:
+    still = grad.copy()
+    still[1] = 0.0                                  # an example whose gradient is zero: an STS pair u = v
+    cases = [("a step smaller than eps", smart.SmartConfig(epsilon=0.03, eta=0.02), grad),
+             ("tinybert's default, eta = 100 eps", smart.SmartConfig(), grad),
+             ("example 1's gradient zero everywhere", smart.SmartConfig(), still)]
+    for case, config, grad in cases:
         delta = rng.uniform(-config.epsilon, config.epsilon, (B, T, C))       # inside the ball, as after any step
         right = smart.ascent_step(delta.copy(), grad.copy(), config)
         name = f"the new delta ({case}: eta {config.eta:g}, eps {config.epsilon:g})"
         yours = as_array(name, call(ascent_step, delta, grad, config), right.shape,
                          "the new delta has delta's shape (B, T, C)")
+        if not np.isfinite(yours).all():
+            raise NotYet(f"{name}: {int((~np.isfinite(yours)).sum())} entries are NaN or infinite" + _hint(
+                "an example whose gradient is zero everywhere has n_b = 0, and 0 / 0 is NaN: its step is 0, "
+                "the example stays where it is"))
         outside = np.abs(yours) > config.epsilon * (1 + 1e-9)
         if outside.any():
             raise NotYet(f"{name}: {int(outside.sum())} of {yours.size} entries lie outside the ball |delta| <= eps "
@@ -564,7 +571,8 @@ def check_ascent_step(ascent_step):
 
         def step(g_normalised, sign=1.0):
             return np.clip(delta + sign * config.eta * g_normalised, -config.epsilon, config.epsilon)
-        magnitude = np.abs(grad)
+        still_example = (grad == 0).all(axis=(1, 2), keepdims=True)            # its norms are read as 1
+        magnitude = np.abs(grad) + still_example
         compare(name, yours, right, mistakes=[
             (step(grad / magnitude.max(axis=(1, 2), keepdims=True), sign=-1.0),
              "you descended instead of ascending: SMART looks for the perturbation that changes the output the "
@@ -575,12 +583,12 @@ def check_ascent_step(ascent_step):
             (step(grad / magnitude.max()),
              "you normalised by the largest entry of the whole batch; the norm is per example, so every example's "
              "largest entry moves by eta, however sensitive the model is there"),
-            (step(grad / np.sqrt((grad ** 2).sum(axis=(1, 2), keepdims=True))),
+            (step(grad / np.sqrt((grad ** 2).sum(axis=(1, 2), keepdims=True) + still_example)),
              "you divided by the L2 norm (the length); Algorithm 1 divides by the infinity norm, the largest "
              "|entry| of the example, to match the infinity-norm ball"),
             (step(grad), "you did not normalise the gradient: divide it by ||g_b||_inf, per example")])
     return (f"your step equals tinybert.smart.ascent_step's (Algorithm 1) on ({B}, {T}, {C}) inputs, with a step "
-            "smaller than eps and with tinybert's default eta = 100 eps")
+            "smaller than eps, with tinybert's default eta = 100 eps, and where an example's gradient is zero")
 
 
 def check_cosine_loss(cosine_loss):

@@ -16,8 +16,9 @@ is a tinybert.smart.SmartConfig):
   each example moves by exactly eta;
 - the new delta must lie in the ball.
 
-Chapter 10 writes Algorithm 1 out; try first, then read it. The check's gradients are far from
-zero, so you need not guard a division by a zero norm.
+An example's gradient can be zero everywhere: an STS pair of two identical sentences, whose
+cosine is 1 at its maximum (the bundled sample has 8). That example's step is 0, not 0 / 0.
+Chapter 10 writes Algorithm 1 out; try first, then read it.
 """
 import numpy as np
 
