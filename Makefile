@@ -43,7 +43,7 @@ cudacheck: setup
 gradcheck: setup
 	$(PY) -m tinybert.gradcheck
 
-# The course's exercises (docs/exercises/): `make exercise N=02 FILE=my_layer_norm_backward.py` checks
+# The course's exercises (docs/exercises/): `make exercise N=02 FILE=mine/02_layer_norm_backward.py` checks
 # your answer to chapter 2's; `make exercise` lists them all.
 exercise: setup
 	$(PY) -m tools.exercises $(if $(N),check $(N) $(FILE),list)

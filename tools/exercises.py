@@ -2,10 +2,11 @@
 (01..11), and more (12..) that join a chapter: backward()'s walk, two backwards, a training step.
 
     python -m tools.exercises list                            # every exercise: its number, starter file, what it is
-    python -m tools.exercises check 02 my_layer_norm.py       # check your answer to chapter 2's exercise
-    make exercise N=02 FILE=my_layer_norm.py                  # the same
+    python -m tools.exercises check 02 mine/02_layer_norm_backward.py   # check your answer to chapter 2's exercise
+    make exercise N=02 FILE=mine/02_layer_norm_backward.py              # the same
 
-Copy the starter file a chapter names (docs/exercises/NN_name.py) to a file of your own, write
+Copy the starter file a chapter names (docs/exercises/NN_name.py) into a folder of your own (mine/,
+keeping its name: tools/capstone.py trains with the answers it finds there), write
 the body of its function, and check your copy. The checker imports your file, calls your
 function on small float64 inputs, and compares what it returns with tinybert's own code (and,
 for a backward, with the finite differences of tinybert.gradcheck, chapter 3). When an answer

@@ -1,8 +1,9 @@
 """Exercise 01 (chapter 1, docs/01-autograd.md): the backward of mul, with broadcasting.
 
-Copy this file to one of your own, write the body of mul_backward, and check it:
+Copy this file into a folder of your own, keeping its name (mine/: make capstone finds your
+answers there), write the body of mul_backward, and check it:
 
-    python -m tools.exercises check 01 my_mul_backward.py
+    python -m tools.exercises check 01 mine/01_mul_backward.py
 
 The forward: y = a * b elementwise, with NumPy's broadcasting: a and b may have different
 shapes, and y has their broadcast shape (a (2, 3, 4) times b (3, 1) is (2, 3, 4)). Given

@@ -1,8 +1,9 @@
 """Exercise 02 (chapter 2, docs/02-gradients.md): layer norm's backward.
 
-Copy this file to one of your own, write the body of layer_norm_backward, and check it:
+Copy this file into a folder of your own, keeping its name (mine/: make capstone finds your
+answers there), write the body of layer_norm_backward, and check it:
 
-    python -m tools.exercises check 02 my_layer_norm_backward.py
+    python -m tools.exercises check 02 mine/02_layer_norm_backward.py
 
 The forward, over the last axis of x (..., C), with weight and bias (C,):
 

@@ -1,8 +1,9 @@
 """Exercise 03 (chapter 3, docs/03-gradcheck.md): a gradient by central differences.
 
-Copy this file to one of your own, write the body of numeric_gradient, and check it:
+Copy this file into a folder of your own, keeping its name (mine/: make capstone finds your
+answers there), write the body of numeric_gradient, and check it:
 
-    python -m tools.exercises check 03 my_numeric_gradient.py
+    python -m tools.exercises check 03 mine/03_numeric_gradient.py
 
 loss is a function of one array that returns a number, L(x). Estimate every entry of dL/dx
 from values of L alone, with a difference whose error shrinks like eps^2 rather than like eps

@@ -1,8 +1,9 @@
 """Exercise 04 (chapter 4, docs/04-bert.md): scaled dot-product attention with the padding mask.
 
-Copy this file to one of your own, write the body of attention, and check it:
+Copy this file into a folder of your own, keeping its name (mine/: make capstone finds your
+answers there), write the body of attention, and check it:
 
-    python -m tools.exercises check 04 my_attention.py
+    python -m tools.exercises check 04 mine/04_attention.py
 
 The heads are already split (the projections x Wq + bq, ... and the reshape are done):
 q, k and v are (B, nh, T, hs). For every sentence and head:

@@ -1,8 +1,9 @@
 """Exercise 05 (chapter 5, docs/05-weights.md): Hugging Face's BERT tensors as tinybert's.
 
-Copy this file to one of your own, write the body of hf_to_tinybert, and check it:
+Copy this file into a folder of your own, keeping its name (mine/: make capstone finds your
+answers there), write the body of hf_to_tinybert, and check it:
 
-    python -m tools.exercises check 05 my_hf_to_tinybert.py
+    python -m tools.exercises check 05 mine/05_hf_to_tinybert.py
 
 hf_tensors holds a BERT's parameters as Hugging Face names them ("embeddings.word_embeddings.weight",
 "encoder.layer.0.attention.self.query.weight", ..., "pooler.dense.bias"): exactly the model's

@@ -1,8 +1,9 @@
 """Exercise 06 (chapter 6, docs/06-tokenization.md): a batch of sentence pairs as BERT's inputs.
 
-Copy this file to one of your own, write the body of encode_pairs, and check it:
+Copy this file into a folder of your own, keeping its name (mine/: make capstone finds your
+answers there), write the body of encode_pairs, and check it:
 
-    python -m tools.exercises check 06 my_encode_pairs.py
+    python -m tools.exercises check 06 mine/06_encode_pairs.py
 
 The sentences are already split into word pieces (their ids). For each pair (a, b) build
 

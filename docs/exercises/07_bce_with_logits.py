@@ -1,8 +1,9 @@
 """Exercise 07 (chapter 7, docs/07-multitask.md): binary cross entropy from logits, and its gradient.
 
-Copy this file to one of your own, write the body of bce_with_logits, and check it:
+Copy this file into a folder of your own, keeping its name (mine/: make capstone finds your
+answers there), write the body of bce_with_logits, and check it:
 
-    python -m tools.exercises check 07 my_bce_with_logits.py
+    python -m tools.exercises check 07 mine/07_bce_with_logits.py
 
 The paraphrase head's loss: for N logits x and targets t (0 or 1), with sigmoid(x) = 1 / (1 + e^-x),
 

@@ -1,8 +1,9 @@
 """Exercise 08 (chapter 8, docs/08-adamw.md): one step of AdamW.
 
-Copy this file to one of your own, write the body of adamw_update, and check it:
+Copy this file into a folder of your own, keeping its name (mine/: make capstone finds your
+answers there), write the body of adamw_update, and check it:
 
-    python -m tools.exercises check 08 my_adamw_update.py
+    python -m tools.exercises check 08 mine/08_adamw_update.py
 
 Step t (t = 1, 2, ...) on a parameter p with gradient g. The optimiser's state is two arrays of
 p's shape, zeros before step 1: m, an exponential moving average of g with factor beta1, and v,

@@ -1,8 +1,9 @@
 """Exercise 09 (chapter 9, docs/09-pcgrad.md): PCGrad's projection of one task's gradient.
 
-Copy this file to one of your own, write the body of project_conflicting, and check it:
+Copy this file into a folder of your own, keeping its name (mine/: make capstone finds your
+answers there), write the body of project_conflicting, and check it:
 
-    python -m tools.exercises check 09 my_project_conflicting.py
+    python -m tools.exercises check 09 mine/09_project_conflicting.py
 
 g is task i's gradient, others the other tasks' ORIGINAL gradients g_j, in the order to visit
 them (tinybert.pcgrad draws a random order; here it is given). Starting from g' = g, visit each

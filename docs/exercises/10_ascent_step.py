@@ -1,8 +1,9 @@
 """Exercise 10 (chapter 10, docs/10-smart.md): one step of SMART's ascent on the perturbation.
 
-Copy this file to one of your own, write the body of ascent_step, and check it:
+Copy this file into a folder of your own, keeping its name (mine/: make capstone finds your
+answers there), write the body of ascent_step, and check it:
 
-    python -m tools.exercises check 10 my_ascent_step.py
+    python -m tools.exercises check 10 mine/10_ascent_step.py
 
 delta is the perturbation of one segment's embeddings, grad = d l_s / d delta, both (B, T, C):
 B examples of T tokens of C features. Algorithm 1 of the SMART paper (the "paper" variant of

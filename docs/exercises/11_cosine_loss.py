@@ -1,8 +1,9 @@
 """Exercise 11 (chapter 11, docs/11-cosine.md): the cosine-similarity loss and its gradients.
 
-Copy this file to one of your own, write the body of cosine_loss, and check it:
+Copy this file into a folder of your own, keeping its name (mine/: make capstone finds your
+answers there), write the body of cosine_loss, and check it:
 
-    python -m tools.exercises check 11 my_cosine_loss.py
+    python -m tools.exercises check 11 mine/11_cosine_loss.py
 
 u and v are the two sentences' embeddings, B pairs of C numbers; labels are STS's 0-5 scores.
 

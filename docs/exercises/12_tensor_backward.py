@@ -1,8 +1,9 @@
 """Exercise 12 (chapter 1, docs/01-autograd.md): backward()'s walk over the graph.
 
-Copy this file to one of your own, write the body of tensor_backward, and check it:
+Copy this file into a folder of your own, keeping its name (mine/: make capstone finds your
+answers there), write the body of tensor_backward, and check it:
 
-    python -m tools.exercises check 12 my_tensor_backward.py
+    python -m tools.exercises check 12 mine/12_tensor_backward.py
 
 The forward has already built a graph of nodes. Each node has
 

@@ -1,8 +1,9 @@
 """Exercise 13 (chapter 2, docs/02-gradients.md): softmax cross entropy and its fused gradient.
 
-Copy this file to one of your own, write the body of cross_entropy, and check it:
+Copy this file into a folder of your own, keeping its name (mine/: make capstone finds your
+answers there), write the body of cross_entropy, and check it:
 
-    python -m tools.exercises check 13 my_cross_entropy.py
+    python -m tools.exercises check 13 mine/13_cross_entropy.py
 
 The forward, for N rows of logits z (N, C) and each row's target class t_n (an int in 0..C-1):
 

@@ -1,8 +1,9 @@
 """Exercise 14 (chapter 2, docs/02-gradients.md): the backward of the exact GELU.
 
-Copy this file to one of your own, write the body of gelu_backward, and check it:
+Copy this file into a folder of your own, keeping its name (mine/: make capstone finds your
+answers there), write the body of gelu_backward, and check it:
 
-    python -m tools.exercises check 14 my_gelu_backward.py
+    python -m tools.exercises check 14 mine/14_gelu_backward.py
 
 The forward, elementwise, as BERT computes it:
 

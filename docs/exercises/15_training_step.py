@@ -1,8 +1,9 @@
 """Exercise 15 (chapter 9, docs/09-pcgrad.md): one multi-task training step.
 
-Copy this file to one of your own, write the body of training_step, and check it:
+Copy this file into a folder of your own, keeping its name (mine/: make capstone finds your
+answers there), write the body of training_step, and check it:
 
-    python -m tools.exercises check 15 my_training_step.py
+    python -m tools.exercises check 15 mine/15_training_step.py
 
 Everything you need exists; this exercise is the order. The pieces:
 
