@@ -55,6 +55,7 @@ from tinybert import Tensor, backend, functional as F, ops, optim, pcgrad, smart
 from tinybert.multitask import MultitaskBert
 from tinybert.run import files
 from tools import exercises
+from tools.ablation import signals_passed_on
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ["--task", "all", "--pcgrad", "--smart", "--cos", "--epochs", "1", "--max_len", "32",
@@ -225,9 +226,11 @@ def run_training(out, answers, flags):
     calls_file = out + ".calls.json"
     os.makedirs(os.path.dirname(out), exist_ok=True)
     environment = dict(os.environ, TINYBERT_FAST="0")
-    status = subprocess.run([sys.executable, "-m", "tools.capstone", "_train", calls_file,
-                             *(f"{number}={path}" for number, path in answers.items()), "--",
-                             *flags, "--out", out], cwd=ROOT, env=environment).returncode
+    child = subprocess.Popen([sys.executable, "-m", "tools.capstone", "_train", calls_file,
+                              *(f"{number}={path}" for number, path in answers.items()), "--",
+                              *flags, "--out", out], cwd=ROOT, env=environment)
+    with signals_passed_on([child]):           # a kill of this command stops the training too
+        status = child.wait()
     calls = files.read_json(calls_file) if os.path.exists(calls_file) else {}
     return status, calls
 
@@ -287,7 +290,8 @@ def main(argv=None):
         print(f"\nTraining with {'tinybert' if who == 'tinybert' else 'your'} pieces ({out[who]}):", flush=True)
         runs[who] = run_training(out[who], pieces, RECIPE + flags)
         if runs[who][0] != 0:
-            print(f"\nThe run with {who} pieces failed (exit status {runs[who][0]}): its messages are above.")
+            ended = "was stopped" if runs[who][0] in (130, 143) else f"failed (exit status {runs[who][0]})"
+            print(f"\nThe run with {'tinybert' if who == 'tinybert' else 'your'} pieces {ended}: its messages are above.")
             return 1
     scores = {who: files.read_json(os.path.join(out[who], "dev_metrics.json")) for who in out}
     print(f"\nDev scores on the sample (train.py {' '.join(RECIPE[:9] + flags)}):")
