@@ -699,3 +699,17 @@ def test_the_path_gets_the_data_in_one_command():
     assert train_pairs == QUORA_TRAIN_PAIRS
     assert f"first {train_pairs:,} pairs" in section and f"other {dev_pairs:,}" in section
     assert not (data_dir() / "quora-test-student.csv").exists()          # "there is no Quora test file"
+
+
+# ---------------------------------------------------------------- the course's size
+CHAPTER_LINES = {"10-smart.md": 250, "12-results.md": 250}   # Algorithm 1 and what the runs say; history goes to the log
+README_RESULT_ROWS = 6
+
+
+def test_the_results_chapters_and_the_readmes_results_stay_short():
+    for chapter, most in CHAPTER_LINES.items():
+        lines = (DOCS / chapter).read_text(encoding="utf-8").count("\n")
+        assert lines <= most, f"docs/{chapter} has {lines} lines (at most {most}): run history goes to docs/results/README.md"
+    results = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## Results\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in results.splitlines() if line.startswith("|") and not line.startswith("|---")][1:]
+    assert 0 < len(rows) <= README_RESULT_ROWS, f"the README's Results table has {len(rows)} rows (at most {README_RESULT_ROWS})"
