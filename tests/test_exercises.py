@@ -425,3 +425,12 @@ def test_an_answer_runs_against_a_copy_of_the_code_so_the_repositorys_files_stay
     assert (repository / "tinybert" / "nn.py").exists() and (repository / "tools" / "make_sample.py").exists(), \
         result.stdout + result.stderr
     assert "changed the repository" not in result.stdout
+
+
+def test_the_sample_has_the_identical_sts_pairs_exercise_10_speaks_of():
+    """Exercise 10's starter: an STS pair of two identical sentences (the uncased tokenizer sees
+    the same tokens) has a zero gradient; the bundled sample has 8 such pairs."""
+    from tinybert.data import load_pairs
+    rows = load_pairs(str(ROOT / "tinybert" / "sample_data" / "sts-train.csv"), "sts")
+    identical = sum(r.sentence1.strip().lower() == r.sentence2.strip().lower() for r in rows)
+    assert identical == 8 and "the bundled sample has 8" in (ROOT / "docs/exercises/10_ascent_step.py").read_text()

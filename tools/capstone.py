@@ -54,6 +54,7 @@ import numpy as np
 from tinybert import Tensor, backend, functional as F, ops, optim, pcgrad, smart, tensor
 from tinybert.multitask import MultitaskBert
 from tinybert.run import files
+from tinybert.run.plot import read_metrics
 from tools import exercises
 from tools.ablation import signals_passed_on
 
@@ -137,8 +138,8 @@ def plug_ascent_step(learner):
             return _as(learner(delta, grad, config), delta)
         # The pair's shared n_b enters as one extra token whose gradient is n_b everywhere: the
         # learner's own per-example max is then n_b (n_b is at least this segment's max).
-        extra = backend.xp.broadcast_to(norm, (grad.shape[0], 1, grad.shape[2]))
         xp = backend.xp
+        extra = xp.broadcast_to(norm, (grad.shape[0], 1, grad.shape[2]))
         moved = learner(xp.concatenate([delta, xp.zeros_like(extra)], axis=1), xp.concatenate([grad, extra], axis=1),
                         config)
         return _as(moved, delta)[:, :-1]
@@ -239,8 +240,8 @@ def step_values(out, prefix):
     """{(step, name): value} of every step record's numbers whose name starts with ``prefix``, from
     a run's metrics.jsonl (``loss_``: each task's training loss; ``grad_norm``: the gradient's
     norm before clipping)."""
-    return {(record["step"], key): value for _, record, _ in files.read_jsonl(os.path.join(out, "metrics.jsonl"))
-            if record.get("type") == "step" for key, value in record.items() if key.startswith(prefix)}
+    steps, _ = read_metrics(os.path.join(out, "metrics.jsonl"))
+    return {(record["step"], key): value for record in steps for key, value in record.items() if key.startswith(prefix)}
 
 
 def largest_difference(ours, yours):
